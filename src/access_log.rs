@@ -1,0 +1,190 @@
+//! The JSON access log: one line per request, written by a dedicated thread so that a slow or
+//! full disk never blocks request handling. Lines that cannot be queued or written are counted
+//! (`portcullis_access_log_errors_total`) and the gateway keeps serving.
+
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Write};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::config::AccessLogTarget;
+use crate::metrics::Metrics;
+
+/// Lines waiting to be written before new ones are dropped.
+const QUEUE: usize = 16 * 1024;
+
+enum Msg {
+    Line(String),
+    Retarget(AccessLogTarget),
+    Flush(SyncSender<()>),
+}
+
+/// Handle to the access-log writer thread.
+pub struct AccessLog {
+    tx: SyncSender<Msg>,
+    target: Mutex<AccessLogTarget>,
+    metrics: Arc<Metrics>,
+}
+
+impl AccessLog {
+    /// Starts the writer thread for `target`.
+    pub fn start(target: AccessLogTarget, metrics: Arc<Metrics>) -> AccessLog {
+        let (tx, rx) = sync_channel(QUEUE);
+        let m = metrics.clone();
+        let initial = target.clone();
+        let spawned = std::thread::Builder::new()
+            .name("portcullis-log".into())
+            .spawn(move || writer_loop(rx, initial, m));
+        if let Err(e) = spawned {
+            log::error!("cannot start the access-log thread: {e}; access logging is off");
+        }
+        AccessLog {
+            tx,
+            target: Mutex::new(target),
+            metrics,
+        }
+    }
+
+    /// Queues one line (without the newline); never blocks.
+    pub fn write(&self, line: String) {
+        match self.tx.try_send(Msg::Line(line)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => self
+                .metrics
+                .access_log_dropped
+                .with_label_values(&["queue_full"])
+                .inc(),
+            Err(TrySendError::Disconnected(_)) => self
+                .metrics
+                .access_log_dropped
+                .with_label_values(&["write_error"])
+                .inc(),
+        }
+    }
+
+    /// Points the log somewhere else (after a reload changed `access_log.path`).
+    pub fn retarget(&self, target: &AccessLogTarget) {
+        let mut cur = match self.target.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if *cur != *target {
+            *cur = target.clone();
+            let _ = self.tx.send(Msg::Retarget(target.clone()));
+        }
+    }
+
+    /// Waits until every line queued so far has been written (used by tests and shutdown).
+    pub fn flush(&self) {
+        let (tx, rx) = sync_channel(1);
+        if self.tx.send(Msg::Flush(tx)).is_ok() {
+            let _ = rx.recv_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+fn open(target: &AccessLogTarget) -> std::io::Result<Option<Box<dyn Write + Send>>> {
+    Ok(match target {
+        AccessLogTarget::Off => None,
+        AccessLogTarget::Stdout => Some(Box::new(std::io::stdout())),
+        AccessLogTarget::File(p) => Some(Box::new(
+            OpenOptions::new().create(true).append(true).open(p)?,
+        )),
+    })
+}
+
+fn writer_loop(rx: Receiver<Msg>, target: AccessLogTarget, metrics: Arc<Metrics>) {
+    let mut w = Writer {
+        target,
+        out: None,
+        buffered: 0,
+        open_failed: false,
+        metrics,
+    };
+    while let Ok(first) = rx.recv() {
+        w.handle(first);
+        // Write everything already queued, then flush once: one syscall per burst.
+        while let Ok(m) = rx.try_recv() {
+            w.handle(m);
+        }
+        w.flush();
+    }
+    w.flush();
+}
+
+struct Writer {
+    target: AccessLogTarget,
+    out: Option<BufWriter<Box<dyn Write + Send>>>,
+    /// Lines in the buffer that a failed flush would lose.
+    buffered: u64,
+    open_failed: bool,
+    metrics: Arc<Metrics>,
+}
+
+impl Writer {
+    fn handle(&mut self, m: Msg) {
+        match m {
+            Msg::Line(line) => self.line(line),
+            Msg::Retarget(t) => {
+                self.flush();
+                self.out = None;
+                self.target = t;
+                self.open_failed = false;
+            }
+            Msg::Flush(done) => {
+                self.flush();
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn lost(&self, n: u64) {
+        self.metrics
+            .access_log_dropped
+            .with_label_values(&["write_error"])
+            .inc_by(n);
+    }
+
+    fn line(&mut self, line: String) {
+        if self.out.is_none() {
+            match open(&self.target) {
+                Ok(Some(w)) => {
+                    if self.open_failed {
+                        log::info!("access log {:?} is writable again", self.target);
+                    }
+                    self.open_failed = false;
+                    self.out = Some(BufWriter::with_capacity(64 * 1024, w));
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    if !self.open_failed {
+                        log::error!("cannot open access log {:?}: {e}", self.target);
+                    }
+                    self.open_failed = true;
+                    self.lost(1);
+                    return;
+                }
+            }
+        }
+        let Some(w) = self.out.as_mut() else { return };
+        if w.write_all(line.as_bytes()).and_then(|_| w.write_all(b"\n")).is_err() {
+            self.lost(self.buffered + 1);
+            self.buffered = 0;
+            self.out = None;
+        } else {
+            self.buffered += 1;
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(w) = self.out.as_mut() {
+            if let Err(e) = w.flush() {
+                log::error!("access log {:?} write failed: {e}", self.target);
+                self.lost(self.buffered);
+                self.out = None;
+            }
+        }
+        self.buffered = 0;
+    }
+}

@@ -1,0 +1,397 @@
+//! Validation and compilation of `gateway.yaml` into a [`RuntimeConfig`].
+//!
+//! Every problem is collected with its location; compilation fails only at the end, so
+//! `portcullis check` reports all of them in one run.
+
+use std::collections::HashSet;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use indexmap::IndexMap;
+
+use super::file::{GatewayFile, HealthCheckFile, RouteFile, UpstreamFile};
+use super::source::{Diagnostics, SourceDoc};
+use super::{AccessLogTarget, ListenerSpec, RuntimeConfig};
+use crate::ipset::IpSet;
+use crate::route::{normalize_path, HostPattern, Route, RouteTable};
+use crate::stage::Pipeline;
+use crate::upstream::{HealthSpec, UpstreamGroup, UpstreamSpec};
+
+/// Top-level keys of `gateway.yaml`, for the unknown-field message.
+const TOP_LEVEL: &[&str] = &[
+    "server",
+    "listeners",
+    "admin",
+    "trusted_proxies",
+    "access_log",
+    "reload",
+    "upstreams",
+    "routes",
+];
+
+/// Reads, validates and compiles the config at `path`.
+///
+/// `previous` is the config being replaced, if any: upstream groups whose definition did not
+/// change are carried over with their health state.
+pub fn load(path: &Path, previous: Option<&RuntimeConfig>) -> Result<RuntimeConfig, Diagnostics> {
+    let doc = SourceDoc::read(path).map_err(|d| Diagnostics(vec![*d]))?;
+    compile(&doc, previous)
+}
+
+/// Validates and compiles a parsed document.
+pub fn compile(doc: &SourceDoc, previous: Option<&RuntimeConfig>) -> Result<RuntimeConfig, Diagnostics> {
+    let mut c = Compiler {
+        doc,
+        diags: Diagnostics::default(),
+        base_dir: doc
+            .file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+        broken_upstreams: HashSet::new(),
+    };
+    let Some(file) = doc.deserialize::<GatewayFile>(&mut c.diags) else {
+        return Err(c.diags);
+    };
+    let cfg = c.compile(file, previous);
+    let mut diags = c.diags;
+    match cfg {
+        Some(cfg) if diags.is_empty() => Ok(cfg),
+        _ => {
+            diags.sort();
+            Err(diags)
+        }
+    }
+}
+
+struct Compiler<'a> {
+    doc: &'a SourceDoc,
+    diags: Diagnostics,
+    base_dir: PathBuf,
+    /// Upstreams that are defined but broken: routes naming them get no second error.
+    broken_upstreams: HashSet<String>,
+}
+
+impl Compiler<'_> {
+    fn err(&mut self, path: &str, message: impl Into<String>) {
+        self.diags.push(self.doc.diag(path, message));
+    }
+
+    fn compile(&mut self, f: GatewayFile, previous: Option<&RuntimeConfig>) -> Option<RuntimeConfig> {
+        for key in f.unknown.keys() {
+            self.err(
+                key,
+                format!("unknown field `{key}`, expected one of {}", TOP_LEVEL.join(", ")),
+            );
+        }
+        let server = self.doc.take(f.server, "server", &mut self.diags);
+        if let Some(s) = &server {
+            if s.threads == 0 {
+                self.err("server.threads", "must be at least 1");
+            }
+        }
+        let listeners = self.listeners(f.listeners);
+        let admin = self
+            .doc
+            .take(f.admin, "admin", &mut self.diags)
+            .flatten()
+            .and_then(|a| self.socket_addr("admin.address", &a.address));
+        let trusted_proxies = self.ip_set(f.trusted_proxies, "trusted_proxies");
+        let access_log = self
+            .doc
+            .take(f.access_log, "access_log", &mut self.diags)
+            .map(|a| match a.path.as_str() {
+                "stdout" | "-" => AccessLogTarget::Stdout,
+                "off" => AccessLogTarget::Off,
+                p => AccessLogTarget::File(self.resolve(p)),
+            });
+        let reload = self.doc.take(f.reload, "reload", &mut self.diags);
+        if let Some(r) = &reload {
+            if r.poll_interval.0 < Duration::from_millis(10) {
+                self.err("reload.poll_interval", "must be at least 10ms");
+            }
+        }
+        let upstreams = self.upstreams(f.upstreams, previous);
+        let routes = self.routes(f.routes, &upstreams);
+
+        Some(RuntimeConfig {
+            file: self.doc.file.clone(),
+            sources: vec![self.doc.file.clone()],
+            server: server?,
+            listeners: listeners?,
+            admin,
+            trusted_proxies: trusted_proxies?,
+            access_log: access_log?,
+            reload: reload?,
+            upstreams,
+            routes: routes?,
+            pipeline: Pipeline::standard(),
+            loaded_at: SystemTime::now(),
+        })
+    }
+
+    fn resolve(&self, p: &str) -> PathBuf {
+        let path = Path::new(p);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base_dir.join(path)
+        }
+    }
+
+    fn socket_addr(&mut self, path: &str, text: &str) -> Option<SocketAddr> {
+        match text.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(
+                    path,
+                    format!("{text:?} is not an IP:port address such as \"127.0.0.1:8080\""),
+                );
+                None
+            }
+        }
+    }
+
+    fn ip_set(&mut self, parsed: super::source::Parsed<Vec<String>>, path: &str) -> Option<IpSet> {
+        let entries = self.doc.take(parsed, path, &mut self.diags)?;
+        match IpSet::parse(entries.iter().map(String::as_str)) {
+            Ok(s) => Some(s),
+            Err(errors) => {
+                for (i, m) in errors {
+                    self.err(&format!("{path}[{i}]"), m);
+                }
+                None
+            }
+        }
+    }
+
+    fn listeners(
+        &mut self,
+        parsed: super::source::Parsed<Vec<super::source::Parsed<super::file::ListenerFile>>>,
+    ) -> Option<Vec<ListenerSpec>> {
+        let items = self.doc.take(parsed, "listeners", &mut self.diags)?;
+        if items.is_empty() {
+            self.err("listeners", "at least one listener is required");
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut names = HashSet::new();
+        let mut addrs = HashSet::new();
+        let mut ok = true;
+        for (i, item) in items.into_iter().enumerate() {
+            let base = format!("listeners[{i}]");
+            let Some(l) = self.doc.take(item, &base, &mut self.diags) else {
+                ok = false;
+                continue;
+            };
+            if !names.insert(l.name.clone()) {
+                self.err(&format!("{base}.name"), format!("duplicate listener name {:?}", l.name));
+                ok = false;
+            }
+            match self.socket_addr(&format!("{base}.address"), &l.address) {
+                Some(addr) => {
+                    if addr.port() != 0 && !addrs.insert(addr) {
+                        self.err(&format!("{base}.address"), format!("{addr} is used by another listener"));
+                        ok = false;
+                    }
+                    out.push(ListenerSpec { name: l.name, addr });
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn upstreams(
+        &mut self,
+        parsed: super::source::Parsed<IndexMap<String, super::source::Parsed<UpstreamFile>>>,
+        previous: Option<&RuntimeConfig>,
+    ) -> IndexMap<String, Arc<UpstreamGroup>> {
+        let mut out = IndexMap::new();
+        let Some(items) = self.doc.take(parsed, "upstreams", &mut self.diags) else {
+            return out;
+        };
+        for (name, item) in items {
+            let base = format!("upstreams.{name}");
+            let Some(spec) = self
+                .doc
+                .take(item, &base, &mut self.diags)
+                .and_then(|u| self.upstream_spec(&base, u))
+            else {
+                self.broken_upstreams.insert(name);
+                continue;
+            };
+            let reused = previous
+                .and_then(|p| p.upstreams.get(&name))
+                .filter(|g| g.spec == spec)
+                .cloned();
+            let group = reused.unwrap_or_else(|| Arc::new(UpstreamGroup::new(&name, spec)));
+            out.insert(name, group);
+        }
+        out
+    }
+
+    fn upstream_spec(&mut self, base: &str, u: UpstreamFile) -> Option<UpstreamSpec> {
+        let mut ok = true;
+        if u.backends.is_empty() {
+            self.err(&format!("{base}.backends"), "at least one backend is required");
+            ok = false;
+        }
+        let mut backends = Vec::new();
+        for (i, b) in u.backends.iter().enumerate() {
+            let path = format!("{base}.backends[{i}]");
+            match b.to_socket_addrs().map(|mut a| a.next()) {
+                Ok(Some(addr)) => backends.push(addr),
+                Ok(None) | Err(_) => {
+                    self.err(&path, format!("{b:?} is not a reachable host:port address"));
+                    ok = false;
+                }
+            }
+        }
+        for (field, d) in [
+            ("connect_timeout", u.connect_timeout),
+            ("read_timeout", u.read_timeout),
+            ("write_timeout", u.write_timeout),
+        ] {
+            if d.0.is_zero() {
+                self.err(&format!("{base}.{field}"), "must be greater than zero");
+                ok = false;
+            }
+        }
+        let health = match u.health_check {
+            Some(h) => Some(self.health(&format!("{base}.health_check"), h)?),
+            None => None,
+        };
+        ok.then_some(UpstreamSpec {
+            backends,
+            connect_timeout: u.connect_timeout.0,
+            read_timeout: u.read_timeout.0,
+            write_timeout: u.write_timeout.0,
+            health,
+        })
+    }
+
+    fn health(&mut self, base: &str, h: HealthCheckFile) -> Option<HealthSpec> {
+        let mut ok = true;
+        if !h.path.starts_with('/') {
+            self.err(&format!("{base}.path"), "must start with /");
+            ok = false;
+        }
+        if h.interval.0 < Duration::from_millis(10) {
+            self.err(&format!("{base}.interval"), "must be at least 10ms");
+            ok = false;
+        }
+        if h.timeout.0.is_zero() {
+            self.err(&format!("{base}.timeout"), "must be greater than zero");
+            ok = false;
+        }
+        if h.healthy_after == 0 {
+            self.err(&format!("{base}.healthy_after"), "must be at least 1");
+            ok = false;
+        }
+        if h.unhealthy_after == 0 {
+            self.err(&format!("{base}.unhealthy_after"), "must be at least 1");
+            ok = false;
+        }
+        ok.then_some(HealthSpec {
+            kind: h.kind,
+            path: h.path,
+            host: h.host,
+            interval: h.interval.0,
+            timeout: h.timeout.0,
+            healthy_after: h.healthy_after,
+            unhealthy_after: h.unhealthy_after,
+        })
+    }
+
+    fn routes(
+        &mut self,
+        parsed: super::source::Parsed<Vec<super::source::Parsed<RouteFile>>>,
+        upstreams: &IndexMap<String, Arc<UpstreamGroup>>,
+    ) -> Option<RouteTable> {
+        let items = self.doc.take(parsed, "routes", &mut self.diags)?;
+        if items.is_empty() {
+            self.err("routes", "at least one route is required");
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut names = HashSet::new();
+        let mut ok = true;
+        for (i, item) in items.into_iter().enumerate() {
+            let base = format!("routes[{i}]");
+            let Some(r) = self.doc.take(item, &base, &mut self.diags) else {
+                ok = false;
+                continue;
+            };
+            match self.route(&base, r, upstreams, &mut names) {
+                Some(route) => out.push(Arc::new(route)),
+                None => ok = false,
+            }
+        }
+        ok.then(|| RouteTable::new(out))
+    }
+
+    fn route(
+        &mut self,
+        base: &str,
+        r: RouteFile,
+        upstreams: &IndexMap<String, Arc<UpstreamGroup>>,
+        names: &mut HashSet<String>,
+    ) -> Option<Route> {
+        let mut ok = true;
+        if r.name.is_empty() || !r.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            self.err(
+                &format!("{base}.name"),
+                format!("{:?} must be non-empty and use only letters, digits, '-', '_' and '.'", r.name),
+            );
+            ok = false;
+        } else if !names.insert(r.name.clone()) {
+            self.err(&format!("{base}.name"), format!("duplicate route name {:?}", r.name));
+            ok = false;
+        }
+        let mut hosts = Vec::new();
+        for (i, h) in r.hosts.iter().enumerate() {
+            match HostPattern::parse(h) {
+                Ok(p) => hosts.push(p),
+                Err(m) => {
+                    self.err(&format!("{base}.hosts[{i}]"), m);
+                    ok = false;
+                }
+            }
+        }
+        let prefix = match normalize_path(&r.path_prefix) {
+            Some(p) if p != "*" => {
+                let trimmed = p.trim_end_matches('/');
+                if trimmed.is_empty() { "/".to_string() } else { trimmed.to_string() }
+            }
+            _ => {
+                self.err(&format!("{base}.path_prefix"), format!("{:?} must start with /", r.path_prefix));
+                ok = false;
+                String::new()
+            }
+        };
+        let upstream = match upstreams.get(&r.upstream) {
+            Some(u) => Some(u.clone()),
+            None if self.broken_upstreams.contains(&r.upstream) => None,
+            None => {
+                let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+                self.err(
+                    &format!("{base}.upstream"),
+                    format!("unknown upstream {:?}; defined: {}", r.upstream, if known.is_empty() { "none".into() } else { known.join(", ") }),
+                );
+                None
+            }
+        };
+        if !ok {
+            return None;
+        }
+        Some(Route {
+            name: r.name.as_str().into(),
+            hosts,
+            prefix,
+            upstream: upstream?,
+        })
+    }
+}

@@ -1,0 +1,237 @@
+//! The shape of `gateway.yaml` as users write it: plain serde types, unknown fields refused.
+//!
+//! Sections and list items are wrapped in [`Parsed`] so that one broken route does not hide the
+//! problems of the next; [`super::compile`] turns these into runtime types.
+
+use std::path::PathBuf;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+use super::source::Parsed;
+use super::units::HumanDuration;
+
+/// The whole `gateway.yaml`.
+#[derive(Debug, Deserialize, Default)]
+pub struct GatewayFile {
+    /// Process settings (threads, graceful upgrade socket, ...).
+    #[serde(default)]
+    pub server: Parsed<ServerFile>,
+    /// Where clients connect.
+    #[serde(default)]
+    pub listeners: Parsed<Vec<Parsed<ListenerFile>>>,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`).
+    #[serde(default)]
+    pub admin: Parsed<Option<AdminFile>>,
+    /// Peers whose `X-Forwarded-For` / `X-Request-Id` are believed (CIDRs or addresses).
+    #[serde(default)]
+    pub trusted_proxies: Parsed<Vec<String>>,
+    /// The JSON access log.
+    #[serde(default)]
+    pub access_log: Parsed<AccessLogFile>,
+    /// How changes to the files are picked up.
+    #[serde(default)]
+    pub reload: Parsed<ReloadFile>,
+    /// Named groups of backends.
+    #[serde(default)]
+    pub upstreams: Parsed<IndexMap<String, Parsed<UpstreamFile>>>,
+    /// Host + path-prefix routes, longest prefix wins.
+    #[serde(default)]
+    pub routes: Parsed<Vec<Parsed<RouteFile>>>,
+    /// Anything else at the top level: each key is reported as an unknown field.
+    #[serde(flatten)]
+    pub unknown: IndexMap<String, serde_yaml::Value>,
+}
+
+/// `server:` — settings that apply to the process; changing them needs a restart.
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerFile {
+    /// Worker threads for the proxy service.
+    pub threads: usize,
+    /// Unix socket used to hand listening sockets to a new process during a graceful upgrade.
+    pub upgrade_sock: PathBuf,
+    /// PID file (used with `--daemon`).
+    pub pid_file: PathBuf,
+    /// How long to keep accepting after a graceful-shutdown signal before stopping.
+    pub grace_period: HumanDuration,
+    /// How long in-flight requests get to finish during a graceful shutdown.
+    pub graceful_shutdown_timeout: HumanDuration,
+    /// Idle upstream connections kept for reuse, across all backends.
+    pub upstream_keepalive_pool_size: usize,
+}
+
+impl Default for ServerFile {
+    fn default() -> Self {
+        ServerFile {
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            upgrade_sock: PathBuf::from("/tmp/portcullis_upgrade.sock"),
+            pid_file: PathBuf::from("/tmp/portcullis.pid"),
+            grace_period: HumanDuration(std::time::Duration::from_secs(0)),
+            graceful_shutdown_timeout: HumanDuration(std::time::Duration::from_secs(10)),
+            upstream_keepalive_pool_size: 256,
+        }
+    }
+}
+
+/// One entry of `listeners:`.
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerFile {
+    /// Name used in logs and metrics.
+    pub name: String,
+    /// `IP:port` to bind; port 0 picks a free port (printed at start).
+    pub address: String,
+}
+
+/// `admin:` — the listener for metrics and health endpoints.
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminFile {
+    /// `IP:port` to bind; keep it on loopback or a private network.
+    pub address: String,
+}
+
+/// `access_log:`.
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessLogFile {
+    /// `stdout`, `off`, or a file path (relative paths are relative to the config file).
+    pub path: String,
+}
+
+impl Default for AccessLogFile {
+    fn default() -> Self {
+        AccessLogFile {
+            path: "stdout".into(),
+        }
+    }
+}
+
+/// `reload:`.
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadFile {
+    /// Watch the config and every file it references, reloading on change.
+    pub watch: bool,
+    /// How often the files are checked for changes.
+    pub poll_interval: HumanDuration,
+}
+
+impl Default for ReloadFile {
+    fn default() -> Self {
+        ReloadFile {
+            watch: true,
+            poll_interval: HumanDuration(std::time::Duration::from_secs(1)),
+        }
+    }
+}
+
+/// One entry of `upstreams:`.
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFile {
+    /// Backend addresses, `host:port`.
+    pub backends: Vec<String>,
+    /// Time allowed to establish a connection to a backend.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: HumanDuration,
+    /// Time allowed between reads from the backend (response headers and body).
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: HumanDuration,
+    /// Time allowed for each write to the backend.
+    #[serde(default = "default_read_timeout")]
+    pub write_timeout: HumanDuration,
+    /// Active health checking; without it every backend is always considered up.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckFile>,
+}
+
+fn default_connect_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(2))
+}
+
+fn default_read_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(30))
+}
+
+/// `upstreams.<name>.health_check:`.
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckFile {
+    /// `http` (a GET that must answer 2xx) or `tcp` (a connection must open).
+    #[serde(rename = "type", default = "default_check_kind")]
+    pub kind: HealthCheckKind,
+    /// Path requested by `http` checks.
+    #[serde(default = "default_check_path")]
+    pub path: String,
+    /// Host header sent by `http` checks.
+    #[serde(default = "default_check_host")]
+    pub host: String,
+    /// Time between checks.
+    #[serde(default = "default_check_interval")]
+    pub interval: HumanDuration,
+    /// Time allowed for one check.
+    #[serde(default = "default_check_timeout")]
+    pub timeout: HumanDuration,
+    /// Consecutive successes before a down backend is put back.
+    #[serde(default = "one")]
+    pub healthy_after: usize,
+    /// Consecutive failures before an up backend is taken out.
+    #[serde(default = "two")]
+    pub unhealthy_after: usize,
+}
+
+/// Kinds of active health check.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthCheckKind {
+    /// HTTP GET expecting a 2xx answer.
+    Http,
+    /// A TCP connection that opens.
+    Tcp,
+}
+
+fn default_check_kind() -> HealthCheckKind {
+    HealthCheckKind::Http
+}
+fn default_check_path() -> String {
+    "/".into()
+}
+fn default_check_host() -> String {
+    "localhost".into()
+}
+fn default_check_interval() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(5))
+}
+fn default_check_timeout() -> HumanDuration {
+    HumanDuration(std::time::Duration::from_secs(1))
+}
+fn one() -> usize {
+    1
+}
+fn two() -> usize {
+    2
+}
+
+/// One entry of `routes:`.
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteFile {
+    /// Name used in logs, metrics and scopes; unique.
+    pub name: String,
+    /// Host names this route serves (`api.example.com`, `*.example.com`); empty = any host.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Path prefix, matched on whole segments after normalisation; longest prefix wins.
+    #[serde(default = "default_prefix")]
+    pub path_prefix: String,
+    /// The upstream group requests are sent to.
+    pub upstream: String,
+}
+
+fn default_prefix() -> String {
+    "/".into()
+}

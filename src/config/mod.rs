@@ -1,0 +1,81 @@
+//! Configuration in three tiers: the file types users write ([`file`]), validation with
+//! located errors ([`source`], [`compile`]), and the compiled [`RuntimeConfig`] the request path
+//! reads. A `RuntimeConfig` is built once per (re)load and swapped in whole.
+
+pub mod compile;
+pub mod file;
+pub mod source;
+pub mod units;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use indexmap::IndexMap;
+
+pub use compile::{compile, load};
+pub use source::{Diagnostic, Diagnostics};
+
+use crate::ipset::IpSet;
+use crate::route::RouteTable;
+use crate::stage::Pipeline;
+use crate::upstream::UpstreamGroup;
+
+/// A listener as compiled from config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSpec {
+    /// Name for logs and metrics.
+    pub name: String,
+    /// Address to bind.
+    pub addr: SocketAddr,
+}
+
+/// Where access-log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    /// Standard output.
+    Stdout,
+    /// Nowhere.
+    Off,
+    /// Appended to a file.
+    File(PathBuf),
+}
+
+/// The compiled configuration: everything a request needs, looked up, never parsed.
+pub struct RuntimeConfig {
+    /// The main config file.
+    pub file: PathBuf,
+    /// Every file this config was read from, watched for changes.
+    pub sources: Vec<PathBuf>,
+    /// Process settings (take effect at start only).
+    pub server: file::ServerFile,
+    /// Listeners (take effect at start only).
+    pub listeners: Vec<ListenerSpec>,
+    /// Admin listener address (takes effect at start only).
+    pub admin: Option<SocketAddr>,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: IpSet,
+    /// Access-log destination.
+    pub access_log: AccessLogTarget,
+    /// Reload behaviour.
+    pub reload: file::ReloadFile,
+    /// Upstream groups by name.
+    pub upstreams: IndexMap<String, Arc<UpstreamGroup>>,
+    /// Routes.
+    pub routes: RouteTable,
+    /// The request stages, in order.
+    pub pipeline: Pipeline,
+    /// When this config was compiled.
+    pub loaded_at: SystemTime,
+}
+
+impl std::fmt::Debug for RuntimeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeConfig")
+            .field("file", &self.file)
+            .field("listeners", &self.listeners)
+            .field("routes", &self.routes)
+            .finish_non_exhaustive()
+    }
+}

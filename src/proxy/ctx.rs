@@ -1,0 +1,65 @@
+//! Per-request state carried through the Pingora phases.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::RuntimeConfig;
+use crate::problem::Refusal;
+use crate::route::Route;
+
+/// Everything the phases learn about one request.
+pub struct RequestCtx {
+    /// The config this request is served with, pinned at its start.
+    pub config: Arc<RuntimeConfig>,
+    /// When the request started.
+    pub started: Instant,
+    /// `X-Request-Id`: kept from a trusted proxy or generated.
+    pub request_id: String,
+    /// The TCP peer.
+    pub peer_ip: Option<IpAddr>,
+    /// Whether the peer is a trusted proxy.
+    pub peer_trusted: bool,
+    /// The client: the peer, or from `X-Forwarded-For` when the peer is trusted.
+    pub client_ip: Option<IpAddr>,
+    /// Whether the client connected over TLS.
+    pub tls: bool,
+    /// Normalised host (lower case, no port).
+    pub host: String,
+    /// The selected route.
+    pub route: Option<Arc<Route>>,
+    /// The answer the gateway gave instead of proxying, if any.
+    pub refusal: Option<Refusal>,
+    /// The backend the request went to (the last one tried).
+    pub backend: Option<SocketAddr>,
+    /// The last failure talking to a backend.
+    pub upstream_error: Option<&'static str>,
+    /// Failed connection attempts (each may be retried on another backend).
+    pub connect_failures: usize,
+}
+
+impl RequestCtx {
+    /// A context for a request served with `config`.
+    pub fn new(config: Arc<RuntimeConfig>) -> RequestCtx {
+        RequestCtx {
+            config,
+            started: Instant::now(),
+            request_id: String::new(),
+            peer_ip: None,
+            peer_trusted: false,
+            client_ip: None,
+            tls: false,
+            host: String::new(),
+            route: None,
+            refusal: None,
+            backend: None,
+            upstream_error: None,
+            connect_failures: 0,
+        }
+    }
+
+    /// The route name as a metric label (`none` before or without a route).
+    pub fn route_label(&self) -> &str {
+        self.route.as_ref().map(|r| &*r.name).unwrap_or("none")
+    }
+}

@@ -1,0 +1,288 @@
+//! The Pingora `ProxyHttp` implementation. It only sequences: stages decide, [`Refusal`]
+//! renders, [`headers`] cleans, [`failure`] classifies, and [`GatewayProxy::logging`] records.
+
+mod ctx;
+pub mod failure;
+pub mod headers;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType, Result};
+use serde::Serialize;
+
+pub use ctx::RequestCtx;
+
+use crate::metrics::{method_label, status_class};
+use crate::problem::Refusal;
+use crate::stage::Verdict;
+use crate::state::GatewayState;
+
+/// The gateway's proxy logic.
+pub struct GatewayProxy {
+    state: Arc<GatewayState>,
+}
+
+impl GatewayProxy {
+    /// A proxy serving with the shared `state`.
+    pub fn new(state: Arc<GatewayState>) -> GatewayProxy {
+        GatewayProxy { state }
+    }
+
+    /// Writes `refusal` as the response and remembers it for logging.
+    async fn respond(&self, session: &mut Session, ctx: &mut RequestCtx, refusal: Refusal) {
+        let body = refusal.body(&ctx.request_id);
+        let header = refusal.header(&ctx.request_id, body.len());
+        ctx.refusal = Some(refusal);
+        write_response(session, header, body).await;
+    }
+}
+
+async fn write_response(session: &mut Session, header: ResponseHeader, body: Bytes) {
+    let head_only = session.req_header().method == http::Method::HEAD;
+    if let Err(e) = session.write_response_header(Box::new(header), head_only).await {
+        log::debug!("writing response header failed: {e}");
+        return;
+    }
+    if !head_only {
+        if let Err(e) = session.write_response_body(Some(body), true).await {
+            log::debug!("writing response body failed: {e}");
+        }
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for GatewayProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        self.state.metrics.in_flight.inc();
+        RequestCtx::new(self.state.config.load_full())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.tls = session
+            .digest()
+            .is_some_and(|d| d.ssl_digest.is_some());
+        let cfg = ctx.config.clone();
+        match cfg.pipeline.run(session, ctx).await {
+            Verdict::Continue => Ok(false),
+            Verdict::Respond(refusal) => {
+                self.respond(session, ctx, refusal).await;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let Some(route) = ctx.route.clone() else {
+            return Error::e_explain(ErrorType::HTTPStatus(500), "no route selected");
+        };
+        match route.upstream.select() {
+            Some(addr) => {
+                ctx.backend = Some(addr);
+                Ok(Box::new(route.upstream.peer(addr)))
+            }
+            None => {
+                ctx.refusal = Some(Refusal::NoHealthyBackend);
+                self.state
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[&route.upstream.name, "no_healthy_backend"])
+                    .inc();
+                Error::e_explain(ErrorType::HTTPStatus(502), "no healthy backend")
+            }
+        }
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        let kind = failure::upstream_kind(&e);
+        ctx.upstream_error = Some(kind);
+        ctx.connect_failures += 1;
+        if let Some(route) = &ctx.route {
+            self.state
+                .metrics
+                .upstream_errors
+                .with_label_values(&[&route.upstream.name, kind])
+                .inc();
+            // Like nginx's proxy_next_upstream: a connection that never opened can be tried on
+            // another backend, once per backend.
+            if ctx.connect_failures < route.upstream.spec.backends.len() {
+                e.set_retry(true);
+            }
+        }
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        client_reused: bool,
+    ) -> Box<Error> {
+        if e.esource() == &pingora::ErrorSource::Upstream {
+            let kind = failure::upstream_kind(&e);
+            ctx.upstream_error = Some(kind);
+            if let Some(route) = &ctx.route {
+                self.state
+                    .metrics
+                    .upstream_errors
+                    .with_label_values(&[&route.upstream.name, kind])
+                    .inc();
+            }
+        }
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+            e.set_retry(false);
+        } else {
+            e.retry.decide_reuse(client_reused);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        upstream_request: &mut pingora::http::RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        headers::upstream_request(upstream_request, ctx);
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        headers::downstream_response(upstream_response, ctx);
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+        if let Some(written) = session.response_written() {
+            // The response started; all that can be done is to close the connection.
+            return FailToProxy {
+                error_code: written.status.as_u16(),
+                can_reuse_downstream: false,
+            };
+        }
+        let refusal = ctx.refusal.clone().or_else(|| failure::refusal_for(e));
+        let code = match refusal {
+            Some(r) => {
+                let status = r.status();
+                if ctx.request_id.is_empty() {
+                    ctx.request_id = crate::stage::new_request_id();
+                }
+                self.respond(session, ctx, r).await;
+                status
+            }
+            None => 0,
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let m = &self.state.metrics;
+        m.in_flight.dec();
+        let status = match session.response_written() {
+            Some(r) => r.status.as_u16(),
+            // Nothing was written: the client went away first (nginx logs these as 499).
+            None => 499,
+        };
+        let route = ctx.route_label().to_string();
+        let method = method_label(&session.req_header().method);
+        let elapsed = ctx.started.elapsed();
+        m.requests
+            .with_label_values(&[&route, method, status_class(status)])
+            .inc();
+        m.request_duration
+            .with_label_values(&[&route])
+            .observe(elapsed.as_secs_f64());
+        if let Some(r) = &ctx.refusal {
+            m.refusals.with_label_values(&[&route, r.reason()]).inc();
+        }
+        if let Some(e) = e {
+            if ctx.refusal.is_none() && ctx.upstream_error.is_none() {
+                log::debug!("request {} failed: {e}", ctx.request_id);
+            }
+        }
+        if matches!(ctx.config.access_log, crate::config::AccessLogTarget::Off) {
+            return;
+        }
+        let req = session.req_header();
+        let record = AccessRecord {
+            ts: now_rfc3339(),
+            request_id: &ctx.request_id,
+            client_ip: ctx.client_ip.map(|ip| ip.to_string()),
+            method: req.method.as_str(),
+            host: &ctx.host,
+            path: req.uri.path(),
+            status,
+            duration_ms: (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+            bytes_sent: session.body_bytes_sent(),
+            route: ctx.route.as_ref().map(|r| &*r.name),
+            upstream: ctx.route.as_ref().map(|r| &*r.upstream.name),
+            backend: ctx.backend.map(|a| a.to_string()),
+            refusal: ctx.refusal.as_ref().map(Refusal::reason),
+            upstream_error: ctx.upstream_error,
+            user_agent: req
+                .headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+        };
+        match serde_json::to_string(&record) {
+            Ok(line) => self.state.access_log.write(line),
+            Err(err) => log::error!("access-log record not serialisable: {err}"),
+        }
+    }
+}
+
+/// One access-log line.
+#[derive(Serialize)]
+struct AccessRecord<'a> {
+    ts: String,
+    request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_ip: Option<String>,
+    method: &'a str,
+    host: &'a str,
+    path: &'a str,
+    status: u16,
+    duration_ms: f64,
+    bytes_sent: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    route: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backend: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refusal: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_error: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_agent: Option<&'a str>,
+}
+
+fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}

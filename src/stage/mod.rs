@@ -1,0 +1,59 @@
+//! Request stages: small types behind one trait, run in order by the proxy until one answers.
+//!
+//! Each stage is built from the compiled config and only reads it per request. The order is
+//! cheapest first: normalise (request id, client IP, route), then the access checks that later
+//! modules add (IP lists, API key, rate limits, WAF).
+
+mod normalize;
+
+use async_trait::async_trait;
+use pingora::proxy::Session;
+
+pub use normalize::{new_request_id, NormalizeStage};
+
+use crate::problem::Refusal;
+use crate::proxy::RequestCtx;
+
+/// What a stage decided about a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Go on to the next stage.
+    Continue,
+    /// Answer the request with this refusal; later stages and the backend are skipped.
+    Respond(Refusal),
+}
+
+/// One step of request handling.
+#[async_trait]
+pub trait Stage: Send + Sync {
+    /// Short name for logs.
+    fn name(&self) -> &'static str;
+
+    /// Inspects (and may adjust) the request before it is proxied.
+    async fn on_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Verdict;
+}
+
+/// The ordered stages of a config.
+pub struct Pipeline {
+    stages: Vec<Box<dyn Stage>>,
+}
+
+impl Pipeline {
+    /// The default order of stages.
+    pub fn standard() -> Pipeline {
+        Pipeline {
+            stages: vec![Box::new(NormalizeStage)],
+        }
+    }
+
+    /// Runs the stages in order until one answers.
+    pub async fn run(&self, session: &mut Session, ctx: &mut RequestCtx) -> Verdict {
+        for stage in &self.stages {
+            if let v @ Verdict::Respond(_) = stage.on_request(session, ctx).await {
+                log::debug!("stage {} answered request {}", stage.name(), ctx.request_id);
+                return v;
+            }
+        }
+        Verdict::Continue
+    }
+}
