@@ -168,7 +168,10 @@ impl Writer {
             }
         }
         let Some(w) = self.out.as_mut() else { return };
-        if w.write_all(line.as_bytes()).and_then(|_| w.write_all(b"\n")).is_err() {
+        if w.write_all(line.as_bytes())
+            .and_then(|_| w.write_all(b"\n"))
+            .is_err()
+        {
             self.lost(self.buffered + 1);
             self.buffered = 0;
             self.out = None;

@@ -18,7 +18,9 @@ impl IpSet {
     /// Parses CIDRs (`10.0.0.0/8`) and single addresses (`192.0.2.1`, `::1`).
     ///
     /// Returns the index and message of every entry that does not parse.
-    pub fn parse<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<IpSet, Vec<(usize, String)>> {
+    pub fn parse<'a>(
+        entries: impl IntoIterator<Item = &'a str>,
+    ) -> Result<IpSet, Vec<(usize, String)>> {
         let mut nets = Vec::new();
         let mut errors = Vec::new();
         for (i, e) in entries.into_iter().enumerate() {

@@ -67,9 +67,11 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("portcullis=info,warn"))
-        .format_timestamp_millis()
-        .init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("portcullis=info,warn"),
+    )
+    .format_timestamp_millis()
+    .init();
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(code) => code,
@@ -82,7 +84,11 @@ fn main() -> ExitCode {
 
 fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Run { config, upgrade, daemon } => run(
+        Command::Run {
+            config,
+            upgrade,
+            daemon,
+        } => run(
             Launch {
                 source: ConfigSource::File(config),
                 upgrade,
@@ -92,7 +98,11 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Vec::new(),
         ),
         Command::Check { config } => Ok(check(&config)),
-        Command::Proxy { listen, upstream, admin } => run(
+        Command::Proxy {
+            listen,
+            upstream,
+            admin,
+        } => run(
             Launch {
                 source: ConfigSource::Inline {
                     name: PathBuf::from("<portcullis proxy>"),
@@ -124,7 +134,11 @@ fn run(
     launch: Launch,
     extra: Vec<Box<dyn pingora::services::ServiceWithDependents>>,
 ) -> anyhow::Result<ExitCode> {
-    let prepared = if extra.is_empty() { prepare(launch) } else { prepare_with(launch, extra) };
+    let prepared = if extra.is_empty() {
+        prepare(launch)
+    } else {
+        prepare_with(launch, extra)
+    };
     match prepared {
         Ok(p) => {
             p.run();
@@ -132,7 +146,10 @@ fn run(
         }
         Err(StartError::Config(diags)) => {
             eprintln!("{diags}");
-            eprintln!("portcullis: the config has {} problem(s); not starting", diags.len());
+            eprintln!(
+                "portcullis: the config has {} problem(s); not starting",
+                diags.len()
+            );
             Ok(ExitCode::FAILURE)
         }
         Err(e) => Err(e).context("cannot start"),
@@ -160,10 +177,17 @@ fn check(config: &std::path::Path) -> ExitCode {
 }
 
 /// The config `portcullis proxy` runs with, as YAML (JSON strings are valid YAML scalars).
-fn proxy_config(listen: SocketAddr, upstream: &str, admin: Option<SocketAddr>) -> anyhow::Result<String> {
+fn proxy_config(
+    listen: SocketAddr,
+    upstream: &str,
+    admin: Option<SocketAddr>,
+) -> anyhow::Result<String> {
     let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let mut y = String::new();
-    y.push_str(&format!("listeners:\n  - name: main\n    address: {}\n", q(&listen.to_string())));
+    y.push_str(&format!(
+        "listeners:\n  - name: main\n    address: {}\n",
+        q(&listen.to_string())
+    ));
     if let Some(a) = admin {
         y.push_str(&format!("admin:\n  address: {}\n", q(&a.to_string())));
     }

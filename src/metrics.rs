@@ -50,7 +50,7 @@ impl Metrics {
             ),
             &["route", "method", "status_class"],
         )
-        .unwrap_or_else(|e| unreachable_metric(e));
+        .unwrap_or_else(unreachable_metric);
         let request_duration = HistogramVec::new(
             HistogramOpts::new(
                 "portcullis_http_request_duration_seconds",
@@ -59,7 +59,7 @@ impl Metrics {
             .buckets(DURATION_BUCKETS.to_vec()),
             &["route"],
         )
-        .unwrap_or_else(|e| unreachable_metric(e));
+        .unwrap_or_else(unreachable_metric);
         let refusals = IntCounterVec::new(
             Opts::new(
                 "portcullis_http_refusals_total",
@@ -67,7 +67,7 @@ impl Metrics {
             ),
             &["route", "reason"],
         )
-        .unwrap_or_else(|e| unreachable_metric(e));
+        .unwrap_or_else(unreachable_metric);
         let upstream_errors = IntCounterVec::new(
             Opts::new(
                 "portcullis_upstream_errors_total",
@@ -75,7 +75,7 @@ impl Metrics {
             ),
             &["upstream", "kind"],
         )
-        .unwrap_or_else(|e| unreachable_metric(e));
+        .unwrap_or_else(unreachable_metric);
         let backend_up = IntGaugeVec::new(
             Opts::new(
                 "portcullis_upstream_backend_up",
@@ -83,7 +83,7 @@ impl Metrics {
             ),
             &["upstream", "backend"],
         )
-        .unwrap_or_else(|e| unreachable_metric(e));
+        .unwrap_or_else(unreachable_metric);
         let config_reloads = IntCounterVec::new(
             Opts::new(
                 "portcullis_config_reloads_total",
@@ -91,12 +91,12 @@ impl Metrics {
             ),
             &["result"],
         )
-        .unwrap_or_else(|e| unreachable_metric(e));
+        .unwrap_or_else(unreachable_metric);
         let config_last_success = Gauge::new(
             "portcullis_config_last_reload_success_timestamp_seconds",
             "Unix time of the last successful configuration load.",
         )
-        .unwrap_or_else(|e| unreachable_metric(e));
+        .unwrap_or_else(unreachable_metric);
         let access_log_dropped = IntCounterVec::new(
             Opts::new(
                 "portcullis_access_log_errors_total",
@@ -104,7 +104,7 @@ impl Metrics {
             ),
             &["reason"],
         )
-        .unwrap_or_else(|e| unreachable_metric(e));
+        .unwrap_or_else(unreachable_metric);
         let build_info = IntGaugeVec::new(
             Opts::new(
                 "portcullis_build_info",
@@ -112,12 +112,12 @@ impl Metrics {
             ),
             &["version"],
         )
-        .unwrap_or_else(|e| unreachable_metric(e));
+        .unwrap_or_else(unreachable_metric);
         let in_flight = IntGauge::new(
             "portcullis_http_requests_in_flight",
             "Requests currently being handled.",
         )
-        .unwrap_or_else(|e| unreachable_metric(e));
+        .unwrap_or_else(unreachable_metric);
 
         let m = Metrics {
             registry,
@@ -227,10 +227,14 @@ mod tests {
         m.requests.with_label_values(&["r", "GET", "2xx"]).inc();
         m.request_duration.with_label_values(&["r"]).observe(0.01);
         m.refusals.with_label_values(&["r", "no_route"]).inc();
-        m.upstream_errors.with_label_values(&["u", "connect_refused"]).inc();
+        m.upstream_errors
+            .with_label_values(&["u", "connect_refused"])
+            .inc();
         m.backend_up.with_label_values(&["u", "127.0.0.1:1"]).set(1);
         m.config_last_success.set(1.0);
-        m.access_log_dropped.with_label_values(&["queue_full"]).inc();
+        m.access_log_dropped
+            .with_label_values(&["queue_full"])
+            .inc();
         let text = String::from_utf8(m.encode()).unwrap();
         for name in [
             "portcullis_http_requests_total",

@@ -171,7 +171,9 @@ impl Refusal {
     pub fn header(&self, request_id: &str, body_len: usize) -> ResponseHeader {
         let mut h = match ResponseHeader::build(self.status(), Some(6)) {
             Ok(h) => h,
-            Err(_) => ResponseHeader::build_no_case(500, None).unwrap_or_else(|_| unreachable_header()),
+            Err(_) => {
+                ResponseHeader::build_no_case(500, None).unwrap_or_else(|_| unreachable_header())
+            }
         };
         let _ = h.insert_header("Content-Type", "application/problem+json");
         let _ = h.insert_header("Content-Length", body_len.to_string());
@@ -223,7 +225,11 @@ mod tests {
         ];
         let mut reasons = std::collections::HashSet::new();
         for r in &all {
-            assert!(reasons.insert(r.reason()), "duplicate reason {}", r.reason());
+            assert!(
+                reasons.insert(r.reason()),
+                "duplicate reason {}",
+                r.reason()
+            );
             let body: serde_json::Value = serde_json::from_slice(&r.body("rid")).unwrap();
             assert_eq!(body["status"], r.status());
             assert_eq!(body["request_id"], "rid");

@@ -28,9 +28,7 @@ pub fn reload(state: &GatewayState, trigger: &str) -> Result<(), Diagnostics> {
                 .config_reloads
                 .with_label_values(&["success"])
                 .inc();
-            state
-                .metrics
-                .config_last_success.set(unix_now());
+            state.metrics.config_last_success.set(unix_now());
             log::info!("config reloaded ({trigger})");
             Ok(())
         }

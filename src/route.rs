@@ -108,7 +108,7 @@ pub struct RouteTable {
 impl RouteTable {
     /// Builds the table; order in the config does not matter.
     pub fn new(mut routes: Vec<Arc<Route>>) -> RouteTable {
-        routes.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         RouteTable { routes }
     }
 

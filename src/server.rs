@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{ListenFds, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora::server::{
+    ListenFds, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch,
+};
 use pingora::services::Service;
 
 use crate::admin::AdminApp;
@@ -149,12 +151,17 @@ pub fn prepare_with(
     })
 }
 
-fn bind_if_ephemeral(addr: SocketAddr, out: &mut Vec<(String, TcpListener)>) -> Result<SocketAddr, StartError> {
+fn bind_if_ephemeral(
+    addr: SocketAddr,
+    out: &mut Vec<(String, TcpListener)>,
+) -> Result<SocketAddr, StartError> {
     if addr.port() != 0 {
         return Ok(addr);
     }
     let l = TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
-    let bound = l.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    let bound = l
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
     l.set_nonblocking(true)
         .map_err(|source| StartError::Bind { addr, source })?;
     out.push((bound.to_string(), l));
@@ -274,7 +281,12 @@ struct Prebound<S> {
 
 #[async_trait]
 impl<S: Service + Send + Sync> Service for Prebound<S> {
-    async fn start_service(&mut self, fds: Option<ListenFds>, shutdown: ShutdownWatch, listeners_per_fd: usize) {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+    ) {
         if let Some(table) = &fds {
             let mut t = table.lock();
             for (addr, sock) in self.sockets.drain(..) {
@@ -283,7 +295,9 @@ impl<S: Service + Send + Sync> Service for Prebound<S> {
                 }
             }
         }
-        self.inner.start_service(fds, shutdown, listeners_per_fd).await
+        self.inner
+            .start_service(fds, shutdown, listeners_per_fd)
+            .await
     }
 
     fn name(&self) -> &str {

@@ -56,8 +56,7 @@ impl GatewayState {
     /// Wraps a freshly loaded config.
     pub fn new(source: ConfigSource, cfg: RuntimeConfig, metrics: Arc<Metrics>) -> GatewayState {
         let access_log = AccessLog::start(cfg.access_log.clone(), metrics.clone());
-        metrics
-            .config_last_success.set(unix_now());
+        metrics.config_last_success.set(unix_now());
         GatewayState {
             config: ArcSwap::from_pointee(cfg),
             source,

@@ -41,16 +41,16 @@ pub fn load(path: &Path, previous: Option<&RuntimeConfig>) -> Result<RuntimeConf
 }
 
 /// Validates and compiles a parsed document.
-pub fn compile(doc: &SourceDoc, previous: Option<&RuntimeConfig>) -> Result<RuntimeConfig, Diagnostics> {
+pub fn compile(
+    doc: &SourceDoc,
+    previous: Option<&RuntimeConfig>,
+) -> Result<RuntimeConfig, Diagnostics> {
     let mut c = Compiler {
         doc,
         diags: Diagnostics::default(),
-        base_dir: doc
-            .file
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default(),
+        base_dir: doc.file.parent().map(Path::to_path_buf).unwrap_or_default(),
         broken_upstreams: HashSet::new(),
+        upstream_names: Vec::new(),
     };
     let Some(file) = doc.deserialize::<GatewayFile>(&mut c.diags) else {
         return Err(c.diags);
@@ -72,6 +72,8 @@ struct Compiler<'a> {
     base_dir: PathBuf,
     /// Upstreams that are defined but broken: routes naming them get no second error.
     broken_upstreams: HashSet<String>,
+    /// Every upstream name in the file, for the unknown-upstream message.
+    upstream_names: Vec<String>,
 }
 
 impl Compiler<'_> {
@@ -79,11 +81,18 @@ impl Compiler<'_> {
         self.diags.push(self.doc.diag(path, message));
     }
 
-    fn compile(&mut self, f: GatewayFile, previous: Option<&RuntimeConfig>) -> Option<RuntimeConfig> {
+    fn compile(
+        &mut self,
+        f: GatewayFile,
+        previous: Option<&RuntimeConfig>,
+    ) -> Option<RuntimeConfig> {
         for key in f.unknown.keys() {
             self.err(
                 key,
-                format!("unknown field `{key}`, expected one of {}", TOP_LEVEL.join(", ")),
+                format!(
+                    "unknown field `{key}`, expected one of {}",
+                    TOP_LEVEL.join(", ")
+                ),
             );
         }
         let server = self.doc.take(f.server, "server", &mut self.diags);
@@ -187,13 +196,19 @@ impl Compiler<'_> {
                 continue;
             };
             if !names.insert(l.name.clone()) {
-                self.err(&format!("{base}.name"), format!("duplicate listener name {:?}", l.name));
+                self.err(
+                    &format!("{base}.name"),
+                    format!("duplicate listener name {:?}", l.name),
+                );
                 ok = false;
             }
             match self.socket_addr(&format!("{base}.address"), &l.address) {
                 Some(addr) => {
                     if addr.port() != 0 && !addrs.insert(addr) {
-                        self.err(&format!("{base}.address"), format!("{addr} is used by another listener"));
+                        self.err(
+                            &format!("{base}.address"),
+                            format!("{addr} is used by another listener"),
+                        );
                         ok = false;
                     }
                     out.push(ListenerSpec { name: l.name, addr });
@@ -213,6 +228,7 @@ impl Compiler<'_> {
         let Some(items) = self.doc.take(parsed, "upstreams", &mut self.diags) else {
             return out;
         };
+        self.upstream_names = items.keys().cloned().collect();
         for (name, item) in items {
             let base = format!("upstreams.{name}");
             let Some(spec) = self
@@ -236,7 +252,10 @@ impl Compiler<'_> {
     fn upstream_spec(&mut self, base: &str, u: UpstreamFile) -> Option<UpstreamSpec> {
         let mut ok = true;
         if u.backends.is_empty() {
-            self.err(&format!("{base}.backends"), "at least one backend is required");
+            self.err(
+                &format!("{base}.backends"),
+                "at least one backend is required",
+            );
             ok = false;
         }
         let mut backends = Vec::new();
@@ -341,14 +360,25 @@ impl Compiler<'_> {
         names: &mut HashSet<String>,
     ) -> Option<Route> {
         let mut ok = true;
-        if r.name.is_empty() || !r.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        if r.name.is_empty()
+            || !r
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
             self.err(
                 &format!("{base}.name"),
-                format!("{:?} must be non-empty and use only letters, digits, '-', '_' and '.'", r.name),
+                format!(
+                    "{:?} must be non-empty and use only letters, digits, '-', '_' and '.'",
+                    r.name
+                ),
             );
             ok = false;
         } else if !names.insert(r.name.clone()) {
-            self.err(&format!("{base}.name"), format!("duplicate route name {:?}", r.name));
+            self.err(
+                &format!("{base}.name"),
+                format!("duplicate route name {:?}", r.name),
+            );
             ok = false;
         }
         let mut hosts = Vec::new();
@@ -364,10 +394,17 @@ impl Compiler<'_> {
         let prefix = match normalize_path(&r.path_prefix) {
             Some(p) if p != "*" => {
                 let trimmed = p.trim_end_matches('/');
-                if trimmed.is_empty() { "/".to_string() } else { trimmed.to_string() }
+                if trimmed.is_empty() {
+                    "/".to_string()
+                } else {
+                    trimmed.to_string()
+                }
             }
             _ => {
-                self.err(&format!("{base}.path_prefix"), format!("{:?} must start with /", r.path_prefix));
+                self.err(
+                    &format!("{base}.path_prefix"),
+                    format!("{:?} must start with /", r.path_prefix),
+                );
                 ok = false;
                 String::new()
             }
@@ -376,10 +413,18 @@ impl Compiler<'_> {
             Some(u) => Some(u.clone()),
             None if self.broken_upstreams.contains(&r.upstream) => None,
             None => {
-                let known: Vec<&str> = upstreams.keys().map(String::as_str).collect();
+                let known: Vec<&str> = self.upstream_names.iter().map(String::as_str).collect();
                 self.err(
                     &format!("{base}.upstream"),
-                    format!("unknown upstream {:?}; defined: {}", r.upstream, if known.is_empty() { "none".into() } else { known.join(", ") }),
+                    format!(
+                        "unknown upstream {:?}; defined: {}",
+                        r.upstream,
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
                 );
                 None
             }

@@ -128,7 +128,10 @@ pub fn deserialize_value<T: DeserializeOwned>(value: serde_yaml::Value) -> Resul
         let message = e.into_inner().to_string();
         // serde reports an unknown field at its parent; point at the field itself.
         if let Some(name) = unknown_field_name(&message) {
-            push_key(&mut path, name);
+            let last = path.rsplit(['.', ']']).next().unwrap_or("");
+            if last != name {
+                push_key(&mut path, name);
+            }
         }
         FieldError {
             path,
@@ -265,6 +268,7 @@ enum Frame {
     Map {
         path: String,
         key: Option<String>,
+        first: bool,
     },
     Seq {
         path: String,
@@ -281,17 +285,22 @@ struct PositionRecorder {
 impl PositionRecorder {
     /// Handles a node starting at `mark`; returns the node's path when it is a value (not a key).
     fn node(&mut self, scalar_key: Option<&str>, mark: Marker) -> Option<String> {
-        let pos = (mark.line(), mark.col().max(1));
+        // yaml-rust2 counts columns from 0.
+        let pos = (mark.line(), mark.col() + 1);
         match self.stack.last_mut() {
             None => {
                 self.positions.entry(String::new()).or_insert(pos);
                 Some(String::new())
             }
-            Some(Frame::Map { path, key }) => match key.take() {
+            Some(Frame::Map { path, key, first }) => match key.take() {
                 None => {
                     let k = scalar_key.unwrap_or("?").to_string();
                     let child = join_path(path, &k);
                     self.positions.insert(child, pos);
+                    // A list item that is a mapping is best pointed at by its first key.
+                    if std::mem::take(first) && path.ends_with(']') {
+                        self.positions.insert(path.clone(), pos);
+                    }
                     *key = Some(k);
                     None
                 }
@@ -318,7 +327,11 @@ impl MarkedEventReceiver for PositionRecorder {
             }
             Event::MappingStart(..) => {
                 let path = self.node(None, mark).unwrap_or_else(|| "?".into());
-                self.stack.push(Frame::Map { path, key: None });
+                self.stack.push(Frame::Map {
+                    path,
+                    key: None,
+                    first: true,
+                });
             }
             Event::SequenceStart(..) => {
                 let path = self.node(None, mark).unwrap_or_else(|| "?".into());

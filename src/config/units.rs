@@ -42,7 +42,7 @@ impl HumanDuration {
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms % 1000 == 0 {
+        if ms.is_multiple_of(1000) {
             write!(f, "{}s", ms / 1000)
         } else {
             write!(f, "{ms}ms")
@@ -102,9 +102,10 @@ impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = serde_yaml::Value::deserialize(d)?;
         match v {
-            serde_yaml::Value::Number(n) => n.as_u64().map(ByteSize).ok_or_else(|| {
-                serde::de::Error::custom("a size must be a whole number of bytes")
-            }),
+            serde_yaml::Value::Number(n) => n
+                .as_u64()
+                .map(ByteSize)
+                .ok_or_else(|| serde::de::Error::custom("a size must be a whole number of bytes")),
             serde_yaml::Value::String(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
             other => Err(serde::de::Error::custom(format!(
                 "expected a size such as 65536 or \"64KiB\", found {}",
@@ -133,15 +134,37 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(HumanDuration::parse("250ms").unwrap().0, Duration::from_millis(250));
-        assert_eq!(HumanDuration::parse("5s").unwrap().0, Duration::from_secs(5));
-        assert_eq!(HumanDuration::parse("1.5s").unwrap().0, Duration::from_millis(1500));
-        assert_eq!(HumanDuration::parse("2m").unwrap().0, Duration::from_secs(120));
-        assert_eq!(HumanDuration::parse("1h").unwrap().0, Duration::from_secs(3600));
-        assert!(HumanDuration::parse("5").unwrap_err().contains("needs a unit"));
-        assert!(HumanDuration::parse("5 parsecs").unwrap_err().contains("unknown unit"));
+        assert_eq!(
+            HumanDuration::parse("250ms").unwrap().0,
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            HumanDuration::parse("5s").unwrap().0,
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            HumanDuration::parse("1.5s").unwrap().0,
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            HumanDuration::parse("2m").unwrap().0,
+            Duration::from_secs(120)
+        );
+        assert_eq!(
+            HumanDuration::parse("1h").unwrap().0,
+            Duration::from_secs(3600)
+        );
+        assert!(HumanDuration::parse("5")
+            .unwrap_err()
+            .contains("needs a unit"));
+        assert!(HumanDuration::parse("5 parsecs")
+            .unwrap_err()
+            .contains("unknown unit"));
         assert!(HumanDuration::parse("s").is_err());
-        assert_eq!(HumanDuration::parse("1500ms").unwrap().to_string(), "1500ms");
+        assert_eq!(
+            HumanDuration::parse("1500ms").unwrap().to_string(),
+            "1500ms"
+        );
     }
 
     #[test]

@@ -9,7 +9,9 @@ pub fn upstream_kind(e: &Error) -> &'static str {
     match e.etype() {
         ErrorType::ConnectTimedout => "connect_timeout",
         ErrorType::ConnectRefused => "connect_refused",
-        ErrorType::ConnectNoRoute | ErrorType::ConnectError | ErrorType::BindError => "connect_error",
+        ErrorType::ConnectNoRoute | ErrorType::ConnectError | ErrorType::BindError => {
+            "connect_error"
+        }
         ErrorType::TLSHandshakeFailure
         | ErrorType::TLSHandshakeTimedout
         | ErrorType::InvalidCert
@@ -17,7 +19,9 @@ pub fn upstream_kind(e: &Error) -> &'static str {
         ErrorType::ReadTimedout | ErrorType::WriteTimedout => "timeout",
         ErrorType::ConnectionClosed => "closed",
         ErrorType::ReadError | ErrorType::WriteError => "reset",
-        ErrorType::InvalidHTTPHeader | ErrorType::H1Error | ErrorType::H2Error => "invalid_response",
+        ErrorType::InvalidHTTPHeader | ErrorType::H1Error | ErrorType::H2Error => {
+            "invalid_response"
+        }
         _ => "other",
     }
 }
@@ -40,7 +44,9 @@ pub fn refusal_for(e: &Error) -> Option<Refusal> {
             _ => Some(Refusal::BadRequest("The request could not be parsed.")),
         },
         ErrorSource::Internal | ErrorSource::Unset => match e.etype() {
-            ErrorType::HTTPStatus(400) => Some(Refusal::BadRequest("The request could not be parsed.")),
+            ErrorType::HTTPStatus(400) => {
+                Some(Refusal::BadRequest("The request could not be parsed."))
+            }
             ErrorType::HTTPStatus(413) => Some(Refusal::BodyTooLarge),
             ErrorType::HTTPStatus(502) => Some(Refusal::BadGateway),
             ErrorType::HTTPStatus(504) => Some(Refusal::GatewayTimeout),

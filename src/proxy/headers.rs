@@ -57,8 +57,7 @@ fn te_is_trailers(headers: &HeaderMap) -> bool {
 
 /// Whether the request asks for a protocol upgrade (WebSocket) that should pass through.
 pub fn is_upgrade_request(headers: &HeaderMap) -> bool {
-    headers.contains_key(http::header::UPGRADE)
-        && nominated(headers).iter().any(|t| t == "upgrade")
+    headers.contains_key(http::header::UPGRADE) && nominated(headers).iter().any(|t| t == "upgrade")
 }
 
 /// Prepares the request header sent upstream.
@@ -116,18 +115,27 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut m = HeaderMap::new();
         for (k, v) in pairs {
-            m.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            m.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         m
     }
 
     fn names(h: &HeaderMap, keep: bool) -> Vec<String> {
-        hop_by_hop_names(h, keep).iter().map(|n| n.to_string()).collect()
+        hop_by_hop_names(h, keep)
+            .iter()
+            .map(|n| n.to_string())
+            .collect()
     }
 
     #[test]
     fn nominated_headers_are_removed_but_framing_is_protected() {
-        let h = map(&[("connection", "close, X-Secret, Content-Length, host"), ("x-secret", "1")]);
+        let h = map(&[
+            ("connection", "close, X-Secret, Content-Length, host"),
+            ("x-secret", "1"),
+        ]);
         let n = names(&h, false);
         assert!(n.contains(&"x-secret".to_string()));
         assert!(n.contains(&"keep-alive".to_string()));

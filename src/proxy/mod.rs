@@ -44,7 +44,10 @@ impl GatewayProxy {
 
 async fn write_response(session: &mut Session, header: ResponseHeader, body: Bytes) {
     let head_only = session.req_header().method == http::Method::HEAD;
-    if let Err(e) = session.write_response_header(Box::new(header), head_only).await {
+    if let Err(e) = session
+        .write_response_header(Box::new(header), head_only)
+        .await
+    {
         log::debug!("writing response header failed: {e}");
         return;
     }
@@ -65,9 +68,7 @@ impl ProxyHttp for GatewayProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.tls = session
-            .digest()
-            .is_some_and(|d| d.ssl_digest.is_some());
+        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let cfg = ctx.config.clone();
         match cfg.pipeline.run(session, ctx).await {
             Verdict::Continue => Ok(false),
@@ -78,7 +79,11 @@ impl ProxyHttp for GatewayProxy {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         let Some(route) = ctx.route.clone() else {
             return Error::e_explain(ErrorType::HTTPStatus(500), "no route selected");
         };
@@ -144,7 +149,8 @@ impl ProxyHttp for GatewayProxy {
             }
         }
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated() {
+        if !session.req_header().method.is_idempotent() || session.as_ref().retry_buffer_truncated()
+        {
             e.set_retry(false);
         } else {
             e.retry.decide_reuse(client_reused);
@@ -172,7 +178,12 @@ impl ProxyHttp for GatewayProxy {
         Ok(())
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut RequestCtx) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
         if let Some(written) = session.response_written() {
             // The response started; all that can be done is to close the connection.
             return FailToProxy {

@@ -56,7 +56,9 @@ impl Stage for NormalizeStage {
 
         let raw_path = req.uri.path().to_string();
         let Some(path) = normalize_path(&raw_path) else {
-            return Verdict::Respond(Refusal::BadRequest("The request target is not a valid path."));
+            return Verdict::Respond(Refusal::BadRequest(
+                "The request target is not a valid path.",
+            ));
         };
         if path != raw_path {
             let new_uri = match req.uri.query() {
@@ -66,7 +68,9 @@ impl Stage for NormalizeStage {
             match new_uri.parse::<http::Uri>() {
                 Ok(uri) => session.req_header_mut().set_uri(uri),
                 Err(_) => {
-                    return Verdict::Respond(Refusal::BadRequest("The request target is not a valid path."))
+                    return Verdict::Respond(Refusal::BadRequest(
+                        "The request target is not a valid path.",
+                    ))
                 }
             }
         }

@@ -1,0 +1,166 @@
+//! The `portcullis` binary: `check` golden outputs, `run` with SIGHUP reload, `proxy` zero-config.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+fn check(config: &str) -> (i32, String, String) {
+    let out = Command::new(bin())
+        .args(["check", "--config", config])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn check_reports_every_problem_with_its_location() {
+    for name in ["broken-many", "broken-syntax"] {
+        let (code, stdout, stderr) = check(&format!("tests/configs/{name}.yaml"));
+        let golden =
+            std::fs::read_to_string(repo().join(format!("tests/configs/{name}.out"))).unwrap();
+        assert_eq!(code, 1, "{name}: {stderr}");
+        assert_eq!(
+            stdout, golden,
+            "{name}: output differs from tests/configs/{name}.out"
+        );
+        assert!(stderr.contains("problem(s)"), "{stderr}");
+    }
+}
+
+#[test]
+fn check_accepts_good_configs_and_shipped_examples() {
+    for cfg in ["tests/configs/good.yaml", "examples/demo/gateway.yaml"] {
+        let (code, stdout, stderr) = check(cfg);
+        assert_eq!(code, 0, "{cfg}: {stdout}{stderr}");
+        assert!(stdout.starts_with("ok: "), "{stdout}");
+    }
+}
+
+#[test]
+fn help_explains_each_command() {
+    let out = Command::new(bin()).arg("--help").output().unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    for cmd in ["run", "check", "proxy", "demo"] {
+        assert!(text.contains(cmd), "--help does not mention {cmd}:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_reloads_on_sighup_and_refuses_a_broken_change() {
+    let a = Backend::start("a");
+    let b = Backend::start("b");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gateway.yaml");
+    let write = |upstream: &str, extra: &str| {
+        write_atomically(
+            &cfg,
+            &format!(
+                "server: {{ threads: 1 }}\nlisteners:\n  - {{ name: main, address: 127.0.0.1:0 }}\nadmin: {{ address: 127.0.0.1:0 }}\naccess_log: {{ path: off }}\nreload: {{ watch: false }}\nupstreams:\n  a: {{ backends: [\"{}\"] }}\n  b: {{ backends: [\"{}\"] }}\nroutes:\n  - {{ name: r, upstream: {upstream} }}\n{extra}",
+                a.addr, b.addr
+            ),
+        )
+    };
+    write("a", "");
+    let p = Process::spawn(
+        &["run", "--config", cfg.to_str().unwrap()],
+        &["main", "admin"],
+    );
+    let url = format!("http://{}/", p.addr("main"));
+    let cl = client();
+    cl.get(&url).send().await.unwrap();
+    assert_eq!((a.count(), b.count()), (1, 0));
+
+    write("b", "");
+    p.signal("HUP");
+    eventually(
+        Duration::from_secs(10),
+        "SIGHUP reload routes to b",
+        || async {
+            cl.get(&url).send().await.unwrap();
+            b.count() > 0
+        },
+    )
+    .await;
+
+    write("a", "bogus: 1\n");
+    p.signal("HUP");
+    let metrics = format!("http://{}/metrics", p.addr("admin"));
+    eventually(Duration::from_secs(10), "broken reload counted", || async {
+        let text = cl.get(&metrics).send().await.unwrap().text().await.unwrap();
+        metric_value(
+            &text,
+            r#"portcullis_config_reloads_total{result="failure"}"#,
+        ) == Some(1.0)
+    })
+    .await;
+    let before = b.count();
+    cl.get(&url).send().await.unwrap();
+    assert_eq!(
+        b.count(),
+        before + 1,
+        "the previous config (route to b) keeps serving"
+    );
+    let log = p.stderr();
+    assert!(
+        log.contains("gateway.yaml:12:1: bogus: unknown field `bogus`"),
+        "the refusal is logged with its location:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_mode_needs_no_file() {
+    let be = Backend::start("be");
+    let upstream = be.addr.to_string();
+    let p = Process::spawn(
+        &[
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &upstream,
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        &["main", "admin"],
+    );
+    let r = client()
+        .get(format!("http://{}/hello?x=1", p.addr("main")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(be.last().target, "/hello?x=1");
+    let m = client()
+        .get(format!("http://{}/metrics", p.addr("admin")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains("portcullis_build_info"));
+}
+
+#[test]
+fn run_refuses_to_start_with_a_broken_config() {
+    let out = Command::new(bin())
+        .args(["run", "--config", "tests/configs/broken-syntax.yaml"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("broken-syntax.yaml:5:3: invalid YAML"),
+        "{err}"
+    );
+}

@@ -1,0 +1,528 @@
+//! Test harness: an in-test HTTP backend, a gateway started in-process on ephemeral ports from a
+//! YAML config, the real binary, and small helpers to wait for conditions and read metrics.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::convert::Infallible;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use portcullis::server::{prepare, Launch, RunningGateway};
+use portcullis::state::ConfigSource;
+
+/// A request as the backend saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Seen {
+    /// All values of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<String> {
+        let vals: Vec<&str> = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        if vals.is_empty() {
+            None
+        } else {
+            Some(vals.join(", "))
+        }
+    }
+}
+
+/// Shared, adjustable behaviour of a backend.
+pub struct BackendState {
+    pub name: String,
+    pub seen: Mutex<Vec<Seen>>,
+    pub count: AtomicUsize,
+    /// Delay before answering (not for /healthz), in milliseconds.
+    pub delay_ms: AtomicU64,
+    /// Status answered on /healthz.
+    pub health_status: AtomicU16,
+    /// Extra response headers.
+    pub response_headers: Mutex<Vec<(String, String)>>,
+}
+
+/// An HTTP/1.1 + HTTP/2 backend on 127.0.0.1:0, answering 200 with `{"backend": name, ...}`.
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub state: Arc<BackendState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Backend {
+    pub fn start(name: &str) -> Backend {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(BackendState {
+            name: name.to_string(),
+            seen: Mutex::new(Vec::new()),
+            count: AtomicUsize::new(0),
+            delay_ms: AtomicU64::new(0),
+            health_status: AtomicU16::new(200),
+            response_headers: Mutex::new(Vec::new()),
+        });
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let st = state.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    tokio::select! {
+                        _ = &mut rx => break,
+                        accepted = listener.accept() => {
+                            let Ok((stream, _)) = accepted else { continue };
+                            let st = st.clone();
+                            tokio::spawn(async move {
+                                let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
+                                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), svc)
+                                    .await;
+                            });
+                        }
+                    }
+                }
+            });
+        });
+        Backend {
+            addr,
+            state,
+            stop: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.state.count.load(Ordering::SeqCst)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.seen.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen().last().cloned().expect("backend saw no request")
+    }
+
+    pub fn set_delay(&self, d: Duration) {
+        self.state
+            .delay_ms
+            .store(d.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    pub fn set_health(&self, status: u16) {
+        self.state.health_status.store(status, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn handle(
+    st: Arc<BackendState>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .unwrap_or_default();
+    if parts.uri.path() == "/healthz" {
+        let status = st.health_status.load(Ordering::SeqCst);
+        return Ok(Response::builder()
+            .status(status)
+            .body(Full::new(Bytes::from_static(b"health")))
+            .unwrap());
+    }
+    let seen = Seen {
+        method: parts.method.to_string(),
+        target: parts.uri.to_string(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body,
+    };
+    st.seen.lock().unwrap().push(seen);
+    st.count.fetch_add(1, Ordering::SeqCst);
+    let delay = st.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+    }
+    let mut resp = Response::builder()
+        .status(200)
+        .header("content-type", "application/json");
+    for (k, v) in st.response_headers.lock().unwrap().iter() {
+        resp = resp.header(k.as_str(), v.as_str());
+    }
+    let body = format!(
+        "{{\"backend\":\"{}\",\"path\":\"{}\"}}",
+        st.name,
+        parts.uri.path()
+    );
+    Ok(resp.body(Full::new(Bytes::from(body))).unwrap())
+}
+
+/// An address on which nothing listens (connections are refused).
+pub fn dead_addr() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A gateway running in this process with its config in a temporary directory.
+pub struct TestGateway {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub running: RunningGateway,
+}
+
+impl TestGateway {
+    /// Writes `yaml` as `gateway.yaml` in a fresh directory and starts the gateway with it.
+    pub fn start(yaml: &str) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, yaml)
+    }
+
+    /// Like [`TestGateway::start`] in a directory prepared by the caller (rule files, keys, ...).
+    pub fn start_in(dir: tempfile::TempDir, yaml: &str) -> TestGateway {
+        let config = dir.path().join("gateway.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        let prepared = match prepare(Launch {
+            source: ConfigSource::File(config.clone()),
+            upgrade: false,
+            daemon: false,
+            sighup: false,
+        }) {
+            Ok(p) => p,
+            Err(e) => panic!("gateway did not start:\n{e}"),
+        };
+        let running = prepared.spawn();
+        let gw = TestGateway {
+            dir,
+            config,
+            running,
+        };
+        gw.wait_ready();
+        gw
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.running.state.is_ready() {
+            assert!(Instant::now() < deadline, "gateway not ready after 10s");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The proxy and admin sockets were bound before start; wait until they accept.
+        wait_until_connectable(self.running.addr());
+        if let Some(a) = self.running.admin {
+            wait_until_connectable(a);
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.running.addr()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr(), path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!(
+            "http://{}{}",
+            self.running.admin.expect("no admin listener"),
+            path
+        )
+    }
+
+    /// Replaces the config file (a reload follows when watching is on).
+    pub fn write_config(&self, yaml: &str) {
+        write_atomically(&self.config, yaml);
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Scrapes `/metrics`.
+    pub async fn metrics(&self) -> String {
+        client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of one sample, e.g. `portcullis_config_reloads_total{result="success"}`.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        metric_value(&self.metrics().await, sample).unwrap_or(0.0)
+    }
+
+    /// Waits until `sample` has value `want` (counters are updated when a request is logged,
+    /// which can be just after the client got its response).
+    pub async fn wait_metric(&self, sample: &str, want: f64) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let last = self.metric(sample).await;
+            if last == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{sample} is {last}, expected {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The access-log line of request `id`, waiting for it to be written.
+    pub async fn log_line(&self, id: &str) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(l) = self
+                .access_log()
+                .into_iter()
+                .find(|l| l["request_id"] == id)
+            {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no access-log line for request {id}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Lines of the access log (the config must set `access_log.path: access.log`).
+    pub fn access_log(&self) -> Vec<serde_json::Value> {
+        self.running.state.access_log.flush();
+        let text = std::fs::read_to_string(self.path("access.log")).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// The value of `sample` (metric name with its exact label set, labels in exposition order).
+pub fn metric_value(text: &str, sample: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == sample).then(|| value.parse().ok()).flatten()
+    })
+}
+
+pub fn write_atomically(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+fn wait_until_connectable(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{addr} does not accept connections"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A client that does not follow redirects or use proxies from the environment.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// Polls `f` until it returns true, failing the test after `within`.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends raw bytes and reads until the server closes or `timeout` passes.
+pub fn raw_request(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(timeout)).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                // One response is enough when the server keeps the connection open.
+                if response_complete(&out) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn response_complete(buf: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(buf);
+    let Some(head_end) = text.find("\r\n\r\n") else {
+        return false;
+    };
+    let head = text[..head_end].to_ascii_lowercase();
+    let len = head.lines().find_map(|l| {
+        l.strip_prefix("content-length:")
+            .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+    });
+    match len {
+        Some(n) => buf.len() >= head_end + 4 + n,
+        None => false,
+    }
+}
+
+/// The `portcullis` binary built for these tests.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_portcullis"))
+}
+
+/// The repository root (tests run with it as the working directory).
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A `portcullis` process started with `args`; its stderr is scanned for the listening lines.
+pub struct Process {
+    pub child: std::process::Child,
+    pub listeners: std::collections::HashMap<String, SocketAddr>,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+impl Process {
+    pub fn spawn(args: &[&str], expect_listeners: &[&str]) -> Process {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(bin())
+            .args(args)
+            .env("RUST_LOG", "portcullis=info,warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("listening ").nth(1) {
+                    if let Some((name, url)) = rest.split_once(" on http://") {
+                        if let Ok(a) = url.trim().parse::<SocketAddr>() {
+                            let _ = tx.send((name.to_string(), a));
+                        }
+                    }
+                }
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let mut listeners = std::collections::HashMap::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while expect_listeners.iter().any(|n| !listeners.contains_key(*n)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok((n, a)) => {
+                    listeners.insert(n, a);
+                }
+                Err(_) => panic!(
+                    "portcullis {args:?} did not report listeners {expect_listeners:?}; stderr:\n{}",
+                    log.lock().unwrap()
+                ),
+            }
+        }
+        for a in listeners.values() {
+            wait_until_connectable(*a);
+        }
+        Process {
+            child,
+            listeners,
+            stderr: log,
+        }
+    }
+
+    pub fn addr(&self, name: &str) -> SocketAddr {
+        self.listeners[name]
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
