@@ -20,3 +20,4 @@ pub mod server;
 pub mod stage;
 pub mod state;
 pub mod upstream;
+pub mod waf;

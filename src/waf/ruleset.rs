@@ -1,0 +1,445 @@
+//! Loading and validating rule files into a [`RuleSet`]: every problem is reported with its
+//! `file:line:col` and field path, all at once.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::operator::Operator;
+use super::schema::{OperatorFile, OperatorSpec, RuleEntry, RuleFile, SeverityFile, TestRequest};
+use super::target::TargetSpec;
+use super::transform::Transform;
+use crate::config::source::{Diagnostics, SourceDoc};
+use crate::ipset::IpSet;
+
+/// Longest regex accepted, in bytes.
+pub const MAX_PATTERN_LEN: usize = 8 * 1024;
+/// Largest compiled program of one regex.
+pub const REGEX_SIZE_LIMIT: usize = 2 * 1024 * 1024;
+
+/// What a matching rule does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Adds its severity to the anomaly score.
+    Score,
+    /// Blocks the request whatever the score.
+    Block,
+    /// Only recorded in the log.
+    Log,
+    /// Lets the request through, skipping the WAF's verdict.
+    Allow,
+}
+
+/// A validated rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Stable id.
+    pub id: Arc<str>,
+    /// What it detects.
+    pub description: String,
+    /// Category (metric label).
+    pub category: Arc<str>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Targets.
+    pub targets: Vec<TargetSpec>,
+    /// Index of the transform chain in [`RuleSet::chains`].
+    pub chain: usize,
+    /// Operator.
+    pub operator: Operator,
+    /// Whether the result is negated.
+    pub negate: bool,
+    /// Anomaly points.
+    pub severity: u32,
+    /// Paranoia level from which the rule runs.
+    pub paranoia: u8,
+    /// Action on match.
+    pub action: Action,
+    /// Where the rule is defined.
+    pub file: PathBuf,
+    /// Line of the rule.
+    pub line: usize,
+}
+
+/// An inline test case of a rule.
+#[derive(Debug, Clone)]
+pub struct RuleTest {
+    /// Index of the rule in [`RuleSet::rules`].
+    pub rule: usize,
+    /// Whether the rule must match.
+    pub expect_match: bool,
+    /// The request.
+    pub request: TestRequest,
+    /// Line of the test case.
+    pub line: usize,
+}
+
+/// All rules of a config, validated, with their distinct transform chains.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    /// Rules in load order.
+    pub rules: Vec<Rule>,
+    /// Distinct transform chains.
+    pub chains: Vec<Vec<Transform>>,
+    /// Inline tests.
+    pub tests: Vec<RuleTest>,
+    /// Every file read (rule and phrase files), for reload watching.
+    pub files: Vec<PathBuf>,
+}
+
+/// Rule files under `paths`: files as given, directories' `*.yaml`/`*.yml` sorted by name.
+pub fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, (PathBuf, String)> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let rd = std::fs::read_dir(p)
+                .map_err(|e| (p.clone(), format!("cannot read directory: {e}")))?;
+            let mut files: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            return Err((p.clone(), "no such file or directory".into()));
+        }
+    }
+    Ok(out)
+}
+
+/// Loads and validates the rule files; returns `None` when any problem was recorded.
+pub fn load(files: &[PathBuf], diags: &mut Diagnostics) -> Option<RuleSet> {
+    let mut rs = RuleSet::default();
+    let mut ids: HashMap<Arc<str>, (PathBuf, usize)> = HashMap::new();
+    let before = diags.len();
+    for f in files {
+        rs.files.push(f.clone());
+        let doc = match SourceDoc::read(f) {
+            Ok(d) => d,
+            Err(d) => {
+                diags.push(*d);
+                continue;
+            }
+        };
+        let Some(file) = doc.deserialize::<RuleFile>(diags) else {
+            continue;
+        };
+        for (i, entry) in file.rules.into_iter().enumerate() {
+            let base = format!("rules[{i}]");
+            let Some(entry) = doc.take(entry, &base, diags) else {
+                continue;
+            };
+            if let Some(rule) =
+                compile_rule(&doc, &base, entry, file.category.as_deref(), &mut rs, diags)
+            {
+                match ids.get(&rule.id) {
+                    Some((other, line)) => diags.push(doc.diag(
+                        &format!("{base}.id"),
+                        format!(
+                            "duplicate rule id {:?} (also at {}:{line})",
+                            &*rule.id,
+                            other.display()
+                        ),
+                    )),
+                    None => {
+                        ids.insert(rule.id.clone(), (f.clone(), rule.line));
+                    }
+                }
+                rs.rules.push(rule);
+            }
+        }
+    }
+    (diags.len() == before).then_some(rs)
+}
+
+fn compile_rule(
+    doc: &SourceDoc,
+    base: &str,
+    e: RuleEntry,
+    file_category: Option<&str>,
+    rs: &mut RuleSet,
+    diags: &mut Diagnostics,
+) -> Option<Rule> {
+    let before = diags.len();
+    let mut err = |path: &str, msg: String| diags.push(doc.diag(&format!("{base}.{path}"), msg));
+    let id = e.id.as_text();
+    if id.trim().is_empty() || id.len() > 64 || id.contains(char::is_whitespace) {
+        err(
+            "id",
+            format!("{id:?} must be 1-64 characters without spaces"),
+        );
+    }
+    if e.targets.is_empty() {
+        err("targets", "at least one target is required".into());
+    }
+    let mut targets = Vec::new();
+    for (i, t) in e.targets.iter().enumerate() {
+        match TargetSpec::parse(t) {
+            Ok(ts) => targets.extend(ts),
+            Err(m) => err(&format!("targets[{i}]"), m),
+        }
+    }
+    let mut chain = Vec::new();
+    for (i, t) in e.transforms.iter().enumerate() {
+        match Transform::parse(t) {
+            Ok(t) => chain.push(t),
+            Err(m) => err(&format!("transforms[{i}]"), m),
+        }
+    }
+    let severity = match &e.severity {
+        SeverityFile::Points(p) => *p,
+        SeverityFile::Named(n) => match n.as_str() {
+            "critical" => 5,
+            "error" => 4,
+            "warning" => 3,
+            "notice" => 2,
+            other => {
+                err("severity", format!("unknown severity {other:?}; use critical, error, warning, notice or a number"));
+                0
+            }
+        },
+    };
+    if !(1..=4).contains(&e.paranoia) {
+        err(
+            "paranoia",
+            format!("{} is not a paranoia level (1-4)", e.paranoia),
+        );
+    }
+    let action = match e.action.as_str() {
+        "score" => Action::Score,
+        "block" => Action::Block,
+        "log" => Action::Log,
+        "allow" => Action::Allow,
+        other => {
+            err(
+                "action",
+                format!("unknown action {other:?}; use score, block, log or allow"),
+            );
+            Action::Log
+        }
+    };
+    let operator = compile_operator(doc, &e.operator, &mut err, &mut rs.files);
+    if diags.len() != before {
+        return None;
+    }
+    let operator = operator?;
+    let chain_idx = match rs.chains.iter().position(|c| *c == chain) {
+        Some(i) => i,
+        None => {
+            rs.chains.push(chain);
+            rs.chains.len() - 1
+        }
+    };
+    let rule_idx = rs.rules.len();
+    if let Some(tests) = e.tests {
+        for (kind, list, expect) in [
+            ("match", tests.must_match, true),
+            ("no_match", tests.no_match, false),
+        ] {
+            for (i, request) in list.into_iter().enumerate() {
+                let (line, _) = doc.position(&format!("{base}.tests.{kind}[{i}]"));
+                rs.tests.push(RuleTest {
+                    rule: rule_idx,
+                    expect_match: expect,
+                    request,
+                    line,
+                });
+            }
+        }
+    }
+    let (line, _) = doc.position(base);
+    Some(Rule {
+        id: id.into(),
+        description: e.description,
+        category: e
+            .category
+            .or_else(|| file_category.map(str::to_string))
+            .or_else(|| e.tags.first().cloned())
+            .unwrap_or_else(|| "other".into())
+            .into(),
+        tags: e.tags,
+        targets,
+        chain: chain_idx,
+        operator,
+        negate: e.negate,
+        severity,
+        paranoia: e.paranoia,
+        action,
+        file: doc.file.clone(),
+        line,
+    })
+}
+
+fn compile_operator(
+    doc: &SourceDoc,
+    op: &OperatorFile,
+    err: &mut impl FnMut(&str, String),
+    files: &mut Vec<PathBuf>,
+) -> Option<Operator> {
+    let op = match op.spec() {
+        Ok(op) => op,
+        Err(m) => {
+            err("operator", m);
+            return None;
+        }
+    };
+    Some(match &op {
+        OperatorSpec::Regex(p) => {
+            if p.len() > MAX_PATTERN_LEN {
+                err(
+                    "operator.regex",
+                    format!(
+                        "pattern is {} bytes; the limit is {MAX_PATTERN_LEN}",
+                        p.len()
+                    ),
+                );
+                return None;
+            }
+            if let Err(e) = regex::RegexBuilder::new(p)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+            {
+                let msg = e.to_string();
+                let last = msg
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("invalid");
+                err("operator.regex", format!("invalid regex: {}", last.trim()));
+                return None;
+            }
+            Operator::Regex(p.clone())
+        }
+        OperatorSpec::Phrases(list) => {
+            if list.is_empty() || list.iter().any(String::is_empty) {
+                err(
+                    "operator.phrases",
+                    "phrases must be a non-empty list of non-empty strings".into(),
+                );
+                return None;
+            }
+            Operator::Phrases(list.clone())
+        }
+        OperatorSpec::PhrasesFile(f) => {
+            let path = relative_to(&doc.file, f);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    files.push(path.clone());
+                    let list: Vec<String> = text
+                        .lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                        .map(str::to_string)
+                        .collect();
+                    if list.is_empty() {
+                        err(
+                            "operator.phrases_file",
+                            format!("{} has no phrases", path.display()),
+                        );
+                        return None;
+                    }
+                    Operator::Phrases(list)
+                }
+                Err(e) => {
+                    err(
+                        "operator.phrases_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    );
+                    return None;
+                }
+            }
+        }
+        OperatorSpec::Sqli(true) => Operator::Sqli,
+        OperatorSpec::Xss(true) => Operator::Xss,
+        OperatorSpec::InvalidUrlEncoding(true) => Operator::InvalidUrlEncoding,
+        OperatorSpec::Sqli(false)
+        | OperatorSpec::Xss(false)
+        | OperatorSpec::InvalidUrlEncoding(false) => {
+            err("operator", "this operator only takes `true`".into());
+            return None;
+        }
+        OperatorSpec::Equals(s) => Operator::Equals(s.clone()),
+        OperatorSpec::Contains(s) => Operator::Contains(s.clone()),
+        OperatorSpec::LengthGt(n) => Operator::LengthGt(*n),
+        OperatorSpec::Cidr(list) => match IpSet::parse(list.iter().map(String::as_str)) {
+            Ok(s) => Operator::Cidr(s),
+            Err(errors) => {
+                for (i, m) in errors {
+                    err(&format!("operator.cidr[{i}]"), m);
+                }
+                return None;
+            }
+        },
+    })
+}
+
+fn relative_to(file: &Path, p: &str) -> PathBuf {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        file.parent().unwrap_or(Path::new(".")).join(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<RuleSet, Diagnostics> {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("r.yaml");
+        std::fs::write(&f, text).unwrap();
+        let mut d = Diagnostics::default();
+        load(&[f], &mut d).ok_or(d)
+    }
+
+    #[test]
+    fn every_problem_is_located() {
+        let d = load_text(
+            "rules:\n  - id: 1\n    description: a\n    targets: [args]\n    transforms: [url-decode, urldecod]\n    operator: { regex: 'a(' }\n  - id: 1\n    description: dup\n    targets: [argz]\n    operator: { sqli: true }\n    severity: huge\n",
+        )
+        .unwrap_err()
+        .to_string();
+        let lines: Vec<&str> = d.lines().collect();
+        assert!(lines[0].ends_with("r.yaml:5:30: rules[0].transforms[1]: unknown transform \"urldecod\" (did you mean \"url-decode\"?)"), "{d}");
+        assert!(
+            lines[1].contains(":6:17: rules[0].operator.regex: invalid regex"),
+            "{d}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("rules[1].targets[0]: unknown target \"argz\"")),
+            "{d}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("rules[1].severity: unknown severity \"huge\"")),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn duplicate_ids_are_refused() {
+        let rule =
+            "  - id: x1\n    description: a\n    targets: [args]\n    operator: { contains: a }\n";
+        let d = load_text(&format!("rules:\n{rule}{rule}"))
+            .unwrap_err()
+            .to_string();
+        assert!(d.contains("rules[1].id: duplicate rule id \"x1\""), "{d}");
+    }
+
+    #[test]
+    fn chains_are_shared() {
+        let rs = load_text(
+            "rules:\n  - { id: a, description: a, targets: [args], transforms: [lowercase], operator: { contains: x } }\n  - { id: b, description: b, targets: [args], transforms: [lowercase], operator: { contains: y } }\n  - { id: c, description: c, targets: [args], operator: { contains: z } }\n",
+        )
+        .unwrap();
+        assert_eq!(rs.chains.len(), 2);
+        assert_eq!(rs.rules[0].chain, rs.rules[1].chain);
+    }
+}

@@ -1,0 +1,234 @@
+//! Targets: the parts of a request a rule looks at (`args`, `headers:user-agent`, `json`, ...),
+//! and the inspected items a request is broken into.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// A kind of request part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TargetKind {
+    /// The request method.
+    Method,
+    /// The raw path (still percent-encoded; rules decode it with `url-decode`).
+    Path,
+    /// The raw query string.
+    Query,
+    /// Query argument values (decoded).
+    Args,
+    /// Query argument names (decoded).
+    ArgsNames,
+    /// Header values; `headers:<name>` selects one header.
+    Headers,
+    /// Header names.
+    HeaderNames,
+    /// Cookie values; `cookies:<name>` selects one cookie.
+    Cookies,
+    /// Cookie names.
+    CookieNames,
+    /// Form and multipart field values.
+    BodyArgs,
+    /// Form and multipart field names.
+    BodyArgsNames,
+    /// Multipart file names.
+    Files,
+    /// JSON string, number and boolean values at any depth; `json:<path>` selects one.
+    Json,
+    /// JSON object keys at any depth.
+    JsonKeys,
+    /// XML text and attribute values.
+    Xml,
+    /// The raw body (up to the inspection limit).
+    Body,
+    /// The client address.
+    RemoteAddr,
+}
+
+/// Every kind with its name in rule files.
+pub const KINDS: &[(&str, TargetKind)] = &[
+    ("method", TargetKind::Method),
+    ("path", TargetKind::Path),
+    ("query", TargetKind::Query),
+    ("args", TargetKind::Args),
+    ("args_names", TargetKind::ArgsNames),
+    ("headers", TargetKind::Headers),
+    ("header_names", TargetKind::HeaderNames),
+    ("cookies", TargetKind::Cookies),
+    ("cookie_names", TargetKind::CookieNames),
+    ("body_args", TargetKind::BodyArgs),
+    ("body_args_names", TargetKind::BodyArgsNames),
+    ("files", TargetKind::Files),
+    ("json", TargetKind::Json),
+    ("json_keys", TargetKind::JsonKeys),
+    ("xml", TargetKind::Xml),
+    ("body", TargetKind::Body),
+    ("remote_addr", TargetKind::RemoteAddr),
+];
+
+/// Shorthand for the values users control, used by most attack rules.
+pub const INPUTS: &[TargetKind] = &[
+    TargetKind::Args,
+    TargetKind::ArgsNames,
+    TargetKind::BodyArgs,
+    TargetKind::BodyArgsNames,
+    TargetKind::Json,
+    TargetKind::JsonKeys,
+    TargetKind::Xml,
+    TargetKind::Cookies,
+    TargetKind::CookieNames,
+    TargetKind::Files,
+];
+
+impl TargetKind {
+    /// The name used in rule files and logs.
+    pub fn label(self) -> &'static str {
+        KINDS
+            .iter()
+            .find(|(_, k)| *k == self)
+            .map(|(n, _)| *n)
+            .unwrap_or("?")
+    }
+
+    /// Whether the kind is found in the request line and headers (as opposed to the body).
+    pub fn in_head(self) -> bool {
+        !matches!(
+            self,
+            TargetKind::BodyArgs
+                | TargetKind::BodyArgsNames
+                | TargetKind::Files
+                | TargetKind::Json
+                | TargetKind::JsonKeys
+                | TargetKind::Xml
+                | TargetKind::Body
+        )
+    }
+
+    /// Whether item names of this kind compare case-insensitively (header names).
+    fn names_fold_case(self) -> bool {
+        matches!(self, TargetKind::Headers | TargetKind::HeaderNames)
+    }
+}
+
+/// A rule's target: a kind, optionally narrowed to one name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TargetSpec {
+    /// The kind.
+    pub kind: TargetKind,
+    /// Only items with this name (`headers:user-agent`, `args:id`).
+    pub name: Option<String>,
+}
+
+impl TargetSpec {
+    /// Parses `kind` or `kind:name`; `inputs` expands to [`INPUTS`].
+    pub fn parse(text: &str) -> Result<Vec<TargetSpec>, String> {
+        let (kind, name) = match text.split_once(':') {
+            Some((k, n)) => (k.trim(), Some(n.trim())),
+            None => (text.trim(), None),
+        };
+        if kind == "inputs" {
+            if name.is_some() {
+                return Err("`inputs` cannot be narrowed to a name".into());
+            }
+            return Ok(INPUTS
+                .iter()
+                .map(|k| TargetSpec {
+                    kind: *k,
+                    name: None,
+                })
+                .collect());
+        }
+        let Some((_, k)) = KINDS.iter().find(|(n, _)| *n == kind) else {
+            let known: Vec<&str> = KINDS.iter().map(|(n, _)| *n).collect();
+            return Err(format!(
+                "unknown target {kind:?}; expected one of inputs, {}",
+                known.join(", ")
+            ));
+        };
+        let name = match name {
+            Some("") => return Err(format!("target {text:?} has an empty name")),
+            Some(n) if k.names_fold_case() => Some(n.to_ascii_lowercase()),
+            Some(n) => Some(n.to_string()),
+            None => None,
+        };
+        Ok(vec![TargetSpec { kind: *k, name }])
+    }
+
+    /// Whether `item` is selected by this target.
+    pub fn selects(&self, item: &Item<'_>) -> bool {
+        self.kind == item.kind
+            && match &self.name {
+                None => true,
+                Some(n) if self.kind.names_fold_case() => n.eq_ignore_ascii_case(&item.name),
+                Some(n) => *n == item.name,
+            }
+    }
+}
+
+impl fmt::Display for TargetSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.name {
+            Some(n) => write!(f, "{}:{n}", self.kind.label()),
+            None => f.write_str(self.kind.label()),
+        }
+    }
+}
+
+/// One inspected value of a request.
+#[derive(Debug, Clone)]
+pub struct Item<'a> {
+    /// What part of the request it is.
+    pub kind: TargetKind,
+    /// The argument, header, cookie or JSON path name ("" when the kind has no names).
+    pub name: Cow<'a, str>,
+    /// The value as received (after the decoding its container implies, e.g. form decoding).
+    pub value: Cow<'a, str>,
+}
+
+impl Item<'_> {
+    /// `args:id`-style label for logs.
+    pub fn label(&self) -> String {
+        if self.name.is_empty() {
+            self.kind.label().to_string()
+        } else {
+            format!("{}:{}", self.kind.label(), self.name)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_targets() {
+        assert_eq!(
+            TargetSpec::parse("headers:User-Agent").unwrap(),
+            vec![TargetSpec {
+                kind: TargetKind::Headers,
+                name: Some("user-agent".into())
+            }]
+        );
+        assert_eq!(TargetSpec::parse("inputs").unwrap().len(), INPUTS.len());
+        assert!(TargetSpec::parse("argz")
+            .unwrap_err()
+            .contains("unknown target"));
+        assert!(TargetSpec::parse("args:").is_err());
+    }
+
+    #[test]
+    fn selection() {
+        let t = &TargetSpec::parse("args:id").unwrap()[0];
+        let item = |name: &'static str| Item {
+            kind: TargetKind::Args,
+            name: name.into(),
+            value: "".into(),
+        };
+        assert!(t.selects(&item("id")));
+        assert!(!t.selects(&item("ID")));
+        let h = &TargetSpec::parse("headers:user-agent").unwrap()[0];
+        assert!(h.selects(&Item {
+            kind: TargetKind::Headers,
+            name: "User-Agent".into(),
+            value: "".into()
+        }));
+    }
+}

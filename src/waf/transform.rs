@@ -1,0 +1,710 @@
+//! Transforms: normalisations applied to a value before an operator looks at it, so that one
+//! pattern catches the encodings and obfuscations of an attack.
+//!
+//! Each transform returns the input unchanged (borrowed) when there is nothing to do, so a chain
+//! over ordinary values costs a scan and no allocation.
+
+use std::borrow::Cow;
+
+use base64::Engine as _;
+use unicode_normalization::UnicodeNormalization;
+
+/// A transform, as named in rule files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transform {
+    /// `%XX`, `%uXXXX` and `+` decoding; malformed escapes are kept as they are.
+    UrlDecode,
+    /// `&lt;`, `&#60;`, `&#x3c;` (with or without `;`) and common named entities.
+    HtmlEntityDecode,
+    /// JavaScript/JSON escapes: `\xHH`, `\uHHHH`, `\u{H…}`, `\n`, `\t`, octal.
+    JsDecode,
+    /// ASCII lower case.
+    Lowercase,
+    /// `\` → `/`, repeated `/` merged, `/./` removed, `x/../` resolved; leading `../` kept.
+    NormalizePath,
+    /// Runs of whitespace become one space.
+    CompressWhitespace,
+    /// All whitespace removed.
+    RemoveWhitespace,
+    /// NUL bytes removed.
+    RemoveNulls,
+    /// `/* … */` and `<!-- … -->` comments removed.
+    RemoveComments,
+    /// `/* … */` and `<!-- … -->` comments replaced by one space.
+    ReplaceComments,
+    /// Decoded when the whole value is base64 that decodes to text; otherwise unchanged.
+    Base64Decode,
+    /// Unicode NFKC normalisation (full-width and compatibility forms to their plain letters).
+    UnicodeNormalize,
+    /// Shell obfuscation removed: `\`, `'`, `"`, `^` deleted, `,` and `;` as spaces, spaces
+    /// before `/` and `(` removed, whitespace compressed, lower case.
+    CmdLine,
+    /// Leading and trailing whitespace removed.
+    Trim,
+}
+
+/// Names accepted in rule files.
+pub const NAMES: &[(&str, Transform)] = &[
+    ("url-decode", Transform::UrlDecode),
+    ("html-entity-decode", Transform::HtmlEntityDecode),
+    ("js-decode", Transform::JsDecode),
+    ("lowercase", Transform::Lowercase),
+    ("normalise-path", Transform::NormalizePath),
+    ("normalize-path", Transform::NormalizePath),
+    ("compress-whitespace", Transform::CompressWhitespace),
+    ("remove-whitespace", Transform::RemoveWhitespace),
+    ("remove-nulls", Transform::RemoveNulls),
+    ("remove-comments", Transform::RemoveComments),
+    ("replace-comments", Transform::ReplaceComments),
+    ("base64-decode", Transform::Base64Decode),
+    ("unicode-normalise", Transform::UnicodeNormalize),
+    ("unicode-normalize", Transform::UnicodeNormalize),
+    ("cmdline", Transform::CmdLine),
+    ("trim", Transform::Trim),
+];
+
+impl Transform {
+    /// Looks a transform up by its rule-file name.
+    pub fn parse(name: &str) -> Result<Transform, String> {
+        NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| *t)
+            .ok_or_else(|| {
+                let hint = NAMES
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .min_by_key(|n| edit_distance(n, name))
+                    .filter(|n| edit_distance(n, name) <= 3)
+                    .map(|n| format!(" (did you mean \"{n}\"?)"))
+                    .unwrap_or_default();
+                format!("unknown transform {name:?}{hint}")
+            })
+    }
+
+    /// Applies the transform.
+    pub fn apply<'a>(self, s: Cow<'a, str>) -> Cow<'a, str> {
+        let out = match self {
+            Transform::UrlDecode => url_decode(&s),
+            Transform::HtmlEntityDecode => html_entity_decode(&s),
+            Transform::JsDecode => js_decode(&s),
+            Transform::Lowercase => lowercase(&s),
+            Transform::NormalizePath => normalize_path(&s),
+            Transform::CompressWhitespace => compress_whitespace(&s),
+            Transform::RemoveWhitespace => filter_chars(&s, |c| !c.is_whitespace()),
+            Transform::RemoveNulls => filter_chars(&s, |c| c != '\0'),
+            Transform::RemoveComments => comments(&s, ""),
+            Transform::ReplaceComments => comments(&s, " "),
+            Transform::Base64Decode => base64_decode(&s),
+            Transform::UnicodeNormalize => unicode_normalize(&s),
+            Transform::CmdLine => cmdline(&s),
+            Transform::Trim => {
+                let t = s.trim();
+                if t.len() == s.len() {
+                    None
+                } else {
+                    Some(t.to_string())
+                }
+            }
+        };
+        match out {
+            Some(v) => Cow::Owned(v),
+            None => s,
+        }
+    }
+}
+
+/// Applies a chain of transforms in order.
+pub fn apply_chain<'a>(chain: &[Transform], value: &'a str) -> Cow<'a, str> {
+    let mut v = Cow::Borrowed(value);
+    for t in chain {
+        v = t.apply(v);
+    }
+    v
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-decoding as application servers do it, including IIS's `%uXXXX`.
+pub fn url_decode(s: &str) -> Option<String> {
+    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+        return None;
+    }
+    let b = s.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b'%' => {
+                if i + 2 < b.len() {
+                    if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                        out.push(h << 4 | l);
+                        i += 3;
+                        continue;
+                    }
+                }
+                if i + 5 < b.len() && (b[i + 1] == b'u' || b[i + 1] == b'U') {
+                    let digits = &b[i + 2..i + 6];
+                    if digits.iter().all(|d| hex(*d).is_some()) {
+                        let v = digits
+                            .iter()
+                            .fold(0u32, |acc, d| acc << 4 | u32::from(hex(*d).unwrap_or(0)));
+                        let c = char::from_u32(v).unwrap_or('\u{fffd}');
+                        let mut buf = [0u8; 4];
+                        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                        i += 6;
+                        continue;
+                    }
+                }
+                out.push(b'%');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+const NAMED_ENTITIES: &[(&str, char)] = &[
+    ("lt", '<'),
+    ("gt", '>'),
+    ("amp", '&'),
+    ("quot", '"'),
+    ("apos", '\''),
+    ("nbsp", ' '),
+    ("colon", ':'),
+    ("semi", ';'),
+    ("lpar", '('),
+    ("rpar", ')'),
+    ("sol", '/'),
+    ("bsol", '\\'),
+    ("tab", '\t'),
+    ("newline", '\n'),
+    ("grave", '`'),
+    ("equals", '='),
+    ("period", '.'),
+    ("comma", ','),
+    ("excl", '!'),
+    ("num", '#'),
+    ("percnt", '%'),
+    ("lsqb", '['),
+    ("rsqb", ']'),
+    ("lbrack", '['),
+    ("rbrack", ']'),
+    ("lcub", '{'),
+    ("rcub", '}'),
+    ("lbrace", '{'),
+    ("rbrace", '}'),
+    ("quest", '?'),
+    ("commat", '@'),
+    ("lowbar", '_'),
+    ("plus", '+'),
+    ("ast", '*'),
+    ("verbar", '|'),
+    ("vert", '|'),
+    ("hat", '^'),
+    ("dollar", '$'),
+    ("apos", '\''),
+];
+
+/// HTML character references, numeric (with or without `;`) and the common named ones.
+pub fn html_entity_decode(s: &str) -> Option<String> {
+    if !s.contains('&') {
+        return None;
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find('&') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some((c, used)) = decode_entity(after) {
+            out.push(c);
+            rest = &after[used..];
+        } else {
+            out.push('&');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Decodes one entity at the start of `s` (after the `&`); returns the char and bytes used.
+fn decode_entity(s: &str) -> Option<(char, usize)> {
+    let b = s.as_bytes();
+    if b.first() == Some(&b'#') {
+        let (radix, start) = match b.get(1) {
+            Some(b'x') | Some(b'X') => (16, 2),
+            _ => (10, 1),
+        };
+        let digits = s[start..]
+            .bytes()
+            .take_while(|c| c.is_ascii_hexdigit() && (radix == 16 || c.is_ascii_digit()))
+            .count();
+        if digits == 0 || digits > 8 {
+            return None;
+        }
+        let v = u32::from_str_radix(&s[start..start + digits], radix).ok()?;
+        let mut used = start + digits;
+        if b.get(used) == Some(&b';') {
+            used += 1;
+        }
+        return Some((char::from_u32(v).unwrap_or('\u{fffd}'), used));
+    }
+    let len = b
+        .iter()
+        .take(10)
+        .take_while(|c| c.is_ascii_alphabetic())
+        .count();
+    if len == 0 {
+        return None;
+    }
+    let name = s[..len].to_ascii_lowercase();
+    let c = NAMED_ENTITIES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, c)| *c)?;
+    let used = if b.get(len) == Some(&b';') {
+        len + 1
+    } else {
+        len
+    };
+    Some((c, used))
+}
+
+/// JavaScript string escapes.
+pub fn js_decode(s: &str) -> Option<String> {
+    if !s.contains('\\') {
+        return None;
+    }
+    let mut out = String::with_capacity(s.len());
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    let hexval = |cs: &[char]| -> Option<u32> {
+        if cs.is_empty() {
+            return None;
+        }
+        let mut v = 0u32;
+        for c in cs {
+            v = v.checked_mul(16)? + c.to_digit(16)?;
+        }
+        Some(v)
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if c != '\\' || i + 1 >= chars.len() {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let n = chars[i + 1];
+        match n {
+            'x' | 'X' => match chars.get(i + 2..i + 4).and_then(hexval) {
+                Some(v) => {
+                    out.push(char::from_u32(v).unwrap_or('\u{fffd}'));
+                    i += 4;
+                }
+                None => {
+                    out.push(n);
+                    i += 2;
+                }
+            },
+            'u' | 'U' => {
+                if chars.get(i + 2) == Some(&'{') {
+                    let end = chars[i + 3..].iter().position(|c| *c == '}');
+                    match end.and_then(|e| hexval(&chars[i + 3..i + 3 + e]).map(|v| (v, e))) {
+                        Some((v, e)) if e <= 6 => {
+                            out.push(char::from_u32(v).unwrap_or('\u{fffd}'));
+                            i += 4 + e;
+                        }
+                        _ => {
+                            out.push(n);
+                            i += 2;
+                        }
+                    }
+                } else {
+                    match chars.get(i + 2..i + 6).and_then(hexval) {
+                        Some(v) => {
+                            out.push(char::from_u32(v).unwrap_or('\u{fffd}'));
+                            i += 6;
+                        }
+                        None => {
+                            out.push(n);
+                            i += 2;
+                        }
+                    }
+                }
+            }
+            '0'..='7' => {
+                let digits: String = chars[i + 1..]
+                    .iter()
+                    .take(3)
+                    .take_while(|c| ('0'..='7').contains(c))
+                    .collect();
+                let v = u32::from_str_radix(&digits, 8).unwrap_or(0);
+                out.push(char::from_u32(v).unwrap_or('\u{fffd}'));
+                i += 1 + digits.len();
+            }
+            'n' => {
+                out.push('\n');
+                i += 2;
+            }
+            't' => {
+                out.push('\t');
+                i += 2;
+            }
+            'r' => {
+                out.push('\r');
+                i += 2;
+            }
+            'f' => {
+                out.push('\u{c}');
+                i += 2;
+            }
+            'v' => {
+                out.push('\u{b}');
+                i += 2;
+            }
+            'b' => {
+                out.push('\u{8}');
+                i += 2;
+            }
+            other => {
+                // `\'`, `\"`, `\\`, `\/` and unknown escapes stand for the character itself.
+                out.push(other);
+                i += 2;
+            }
+        }
+    }
+    Some(out)
+}
+
+fn lowercase(s: &str) -> Option<String> {
+    if s.bytes().any(|b| b.is_ascii_uppercase())
+        || (!s.is_ascii() && s.chars().any(char::is_uppercase))
+    {
+        Some(s.to_lowercase())
+    } else {
+        None
+    }
+}
+
+fn normalize_path(s: &str) -> Option<String> {
+    if !(s.contains('\\') || s.contains("//") || s.contains("/.")) {
+        return None;
+    }
+    let unified = s.replace('\\', "/");
+    let absolute = unified.starts_with('/');
+    let trailing = unified.ends_with('/');
+    let mut out: Vec<&str> = Vec::new();
+    for seg in unified.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => match out.last() {
+                Some(&last) if last != ".." => {
+                    out.pop();
+                }
+                _ => out.push(".."),
+            },
+            other => out.push(other),
+        }
+    }
+    let mut r = String::with_capacity(unified.len());
+    if absolute {
+        r.push('/');
+    }
+    r.push_str(&out.join("/"));
+    if trailing && !r.ends_with('/') {
+        r.push('/');
+    }
+    Some(r)
+}
+
+fn compress_whitespace(s: &str) -> Option<String> {
+    let mut prev_ws = false;
+    let needs = s.chars().any(|c| {
+        let ws = c.is_whitespace();
+        let hit = (ws && prev_ws) || (ws && c != ' ');
+        prev_ws = ws;
+        hit
+    });
+    if !needs {
+        return None;
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut prev_ws = false;
+    for c in s.chars() {
+        if c.is_whitespace() {
+            if !prev_ws {
+                out.push(' ');
+            }
+            prev_ws = true;
+        } else {
+            out.push(c);
+            prev_ws = false;
+        }
+    }
+    Some(out)
+}
+
+fn filter_chars(s: &str, keep: impl Fn(char) -> bool) -> Option<String> {
+    if s.chars().all(&keep) {
+        None
+    } else {
+        Some(s.chars().filter(|c| keep(*c)).collect())
+    }
+}
+
+fn comments(s: &str, replacement: &str) -> Option<String> {
+    if !(s.contains("/*") || s.contains("<!--")) {
+        return None;
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    loop {
+        let c = rest.find("/*");
+        let h = rest.find("<!--");
+        let (start, open, close) = match (c, h) {
+            (Some(c), Some(h)) if h < c => (h, "<!--", "-->"),
+            (Some(c), _) => (c, "/*", "*/"),
+            (None, Some(h)) => (h, "<!--", "-->"),
+            (None, None) => break,
+        };
+        out.push_str(&rest[..start]);
+        out.push_str(replacement);
+        let after = &rest[start + open.len()..];
+        match after.find(close) {
+            Some(e) => rest = &after[e + close.len()..],
+            None => {
+                rest = "";
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Decodes `s` when all of it is base64 (standard or URL-safe, padding optional) of at least
+/// four characters and the result is UTF-8 text with few control characters.
+pub fn base64_decode(s: &str) -> Option<String> {
+    let t = s.trim();
+    if t.len() < 4 {
+        return None;
+    }
+    if !t
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'='))
+    {
+        return None;
+    }
+    let unpadded = t.trim_end_matches('=');
+    if unpadded.contains('=') || unpadded.len() % 4 == 1 {
+        return None;
+    }
+    let normalised: String = unpadded
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(normalised.as_bytes())
+        .ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let total = text.chars().count();
+    let printable = text
+        .chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
+        .count();
+    // Ordinary words are often valid base64 too; they decode to binary, not text.
+    if total == 0 || printable * 10 < total * 9 {
+        return None;
+    }
+    Some(text)
+}
+
+fn unicode_normalize(s: &str) -> Option<String> {
+    if s.is_ascii() {
+        return None;
+    }
+    let n: String = s.nfkc().collect();
+    if n == s {
+        None
+    } else {
+        Some(n)
+    }
+}
+
+fn cmdline(s: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut pending_space = false;
+    for c in s.chars() {
+        match c {
+            '\\' | '\'' | '"' | '^' => {}
+            ',' | ';' => pending_space = true,
+            c if c.is_whitespace() => pending_space = true,
+            '/' | '(' => {
+                pending_space = false;
+                out.push(c);
+            }
+            c => {
+                if pending_space && !out.is_empty() {
+                    out.push(' ');
+                }
+                pending_space = false;
+                out.extend(c.to_lowercase());
+            }
+        }
+    }
+    if out == s {
+        None
+    } else {
+        Some(out)
+    }
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(tr: Transform, input: &str) -> String {
+        tr.apply(Cow::Borrowed(input)).into_owned()
+    }
+
+    #[test]
+    fn url_decoding() {
+        assert_eq!(t(Transform::UrlDecode, "a%20b+c%27"), "a b c'");
+        assert_eq!(t(Transform::UrlDecode, "%u003cscript%U003E"), "<script>");
+        assert_eq!(t(Transform::UrlDecode, "100%"), "100%");
+        assert_eq!(t(Transform::UrlDecode, "%zz%4"), "%zz%4");
+        assert_eq!(t(Transform::UrlDecode, "%252e"), "%2e");
+        assert!(matches!(
+            Transform::UrlDecode.apply(Cow::Borrowed("plain")),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn html_entities() {
+        assert_eq!(t(Transform::HtmlEntityDecode, "&lt;svg&gt;"), "<svg>");
+        assert_eq!(
+            t(Transform::HtmlEntityDecode, "&#60;&#x3C;&#0000060"),
+            "<<<"
+        );
+        assert_eq!(
+            t(Transform::HtmlEntityDecode, "java&Tab;script&colon;"),
+            "java\tscript:"
+        );
+        assert_eq!(
+            t(Transform::HtmlEntityDecode, "Tom & Jerry &unknown;"),
+            "Tom & Jerry &unknown;"
+        );
+    }
+
+    #[test]
+    fn js_escapes() {
+        assert_eq!(t(Transform::JsDecode, r"\u0024\u007b7*7\u007d"), "${7*7}");
+        assert_eq!(t(Transform::JsDecode, r"\x3cscript\x3e"), "<script>");
+        assert_eq!(t(Transform::JsDecode, r"\u{61}\141\'"), "aa'");
+        assert_eq!(t(Transform::JsDecode, r"C:\\dir"), r"C:\dir");
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(
+            t(Transform::NormalizePath, r"..\..\windows\win.ini"),
+            "../../windows/win.ini"
+        );
+        assert_eq!(t(Transform::NormalizePath, "/etc//./passwd"), "/etc/passwd");
+        assert_eq!(
+            t(Transform::NormalizePath, "/a/b/../../../etc/passwd"),
+            "/../etc/passwd"
+        );
+        assert_eq!(
+            t(Transform::NormalizePath, "/static/app.min.js"),
+            "/static/app.min.js"
+        );
+    }
+
+    #[test]
+    fn whitespace_nulls_comments() {
+        assert_eq!(t(Transform::CompressWhitespace, "a \t\n b"), "a b");
+        assert_eq!(t(Transform::RemoveWhitespace, "s e l"), "sel");
+        assert_eq!(t(Transform::RemoveNulls, "a\0b"), "ab");
+        assert_eq!(t(Transform::RemoveComments, "SEL/**/ECT"), "SELECT");
+        assert_eq!(
+            t(Transform::ReplaceComments, "UNION/*x*/SELECT<!-- c -->1"),
+            "UNION SELECT 1"
+        );
+        assert_eq!(t(Transform::RemoveComments, "a/* never closed"), "a");
+    }
+
+    #[test]
+    fn base64_only_when_it_decodes_to_text() {
+        assert_eq!(t(Transform::Base64Decode, "PHNjcmlwdD4="), "<script>");
+        assert_eq!(t(Transform::Base64Decode, "JHs3Kjd9"), "${7*7}");
+        // Words that happen to be valid base64 decode to binary and are kept.
+        assert_eq!(t(Transform::Base64Decode, "password"), "password");
+        assert_eq!(t(Transform::Base64Decode, "hello world"), "hello world");
+    }
+
+    #[test]
+    fn unicode_and_cmdline() {
+        assert_eq!(t(Transform::UnicodeNormalize, "ｓｅｌｅｃｔ"), "select");
+        assert_eq!(
+            t(Transform::CmdLine, "c'a't /e\"t\"c/pas\\swd"),
+            "cat/etc/passwd"
+        );
+        assert_eq!(t(Transform::CmdLine, "W^h^O^a^M^i"), "whoami");
+        assert_eq!(t(Transform::CmdLine, "ls;id"), "ls id");
+    }
+
+    #[test]
+    fn names_and_hints() {
+        assert_eq!(
+            Transform::parse("url-decode").unwrap(),
+            Transform::UrlDecode
+        );
+        let e = Transform::parse("urldecod").unwrap_err();
+        assert_eq!(
+            e,
+            "unknown transform \"urldecod\" (did you mean \"url-decode\"?)"
+        );
+        assert_eq!(
+            apply_chain(&[Transform::UrlDecode, Transform::Lowercase], "%3CSVG"),
+            "<svg"
+        );
+    }
+}
