@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod config;
+pub mod corpus;
 pub mod demo;
 pub mod ipset;
 pub mod maintenance;

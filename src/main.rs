@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod cli;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portcullis::server::{prepare, prepare_with, Launch, StartError};
@@ -53,6 +55,28 @@ enum Command {
         /// Admin listener for /metrics, /healthz and /readyz.
         #[arg(long)]
         admin: Option<SocketAddr>,
+        /// WAF rule files or directories (default: the shipped rules).
+        #[arg(long = "rules", value_name = "PATH")]
+        rules: Vec<PathBuf>,
+        /// WAF paranoia level, 1 (fewest false positives) to 4.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=4))]
+        paranoia: u8,
+        /// Log and count what the WAF would block, without blocking.
+        #[arg(long)]
+        detect_only: bool,
+        /// Run without the WAF.
+        #[arg(long, conflicts_with_all = ["rules", "detect_only"])]
+        no_waf: bool,
+    },
+    /// Detection and false-positive rates on request corpora (../shared/corpora format).
+    Corpus {
+        #[command(subcommand)]
+        command: cli::corpus::CorpusCommand,
+    },
+    /// WAF rule tools.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
     },
     /// Start the quick-start demo: the gateway with the demo config in front of a built-in echo
     /// backend, and print URLs and curl lines to try.
@@ -63,6 +87,17 @@ enum Command {
         /// Address of the built-in echo backend (must match the demo config's upstream).
         #[arg(long, default_value = "127.0.0.1:18080")]
         backend: SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Run every inline test (`tests:` of each rule) offline; report failures with rule id and
+    /// file:line, exit 1 if any fails.
+    Test {
+        /// Rule files or directories (default: ./rules when it exists, else the shipped rules).
+        #[arg(long = "rules", value_name = "PATH")]
+        rules: Vec<PathBuf>,
     },
 }
 
@@ -98,15 +133,31 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             Vec::new(),
         ),
         Command::Check { config } => Ok(check(&config)),
+        Command::Rules {
+            command: RulesCommand::Test { rules },
+        } => Ok(cli::rules::test(&rules)),
+        Command::Corpus { command } => Ok(cli::corpus::run(command)),
         Command::Proxy {
             listen,
             upstream,
             admin,
+            rules,
+            paranoia,
+            detect_only,
+            no_waf,
         } => run(
             Launch {
                 source: ConfigSource::Inline {
                     name: PathBuf::from("<portcullis proxy>"),
-                    text: proxy_config(listen, &upstream, admin)?,
+                    text: cli::proxy::proxy_config(&cli::proxy::ProxyArgs {
+                        listen,
+                        upstream: &upstream,
+                        admin,
+                        rules: &rules,
+                        paranoia,
+                        detect_only,
+                        no_waf,
+                    })?,
                 },
                 upgrade: false,
                 daemon: false,
@@ -174,28 +225,6 @@ fn check(config: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The config `portcullis proxy` runs with, as YAML (JSON strings are valid YAML scalars).
-fn proxy_config(
-    listen: SocketAddr,
-    upstream: &str,
-    admin: Option<SocketAddr>,
-) -> anyhow::Result<String> {
-    let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    let mut y = String::new();
-    y.push_str(&format!(
-        "listeners:\n  - name: main\n    address: {}\n",
-        q(&listen.to_string())
-    ));
-    if let Some(a) = admin {
-        y.push_str(&format!("admin:\n  address: {}\n", q(&a.to_string())));
-    }
-    y.push_str(&format!(
-        "upstreams:\n  default:\n    backends: [{}]\nroutes:\n  - name: default\n    upstream: default\n",
-        q(upstream)
-    ));
-    Ok(y)
 }
 
 fn print_demo_banner(config: &std::path::Path) {

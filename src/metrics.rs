@@ -32,6 +32,14 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     /// Requests currently being handled.
     pub in_flight: IntGauge,
+    /// Requests the WAF blocked, by route and category of the deciding rule.
+    pub waf_blocks: IntCounterVec,
+    /// Requests the WAF would have blocked in detect mode, by route and category.
+    pub waf_detections: IntCounterVec,
+    /// Rule matches, by rule id.
+    pub waf_rule_matches: IntCounterVec,
+    /// Bodies over the inspection limit, by route and action (rejected or passed).
+    pub waf_body_limit: IntCounterVec,
 }
 
 /// Histogram buckets in seconds, from 0.5 ms to 30 s.
@@ -119,6 +127,38 @@ impl Metrics {
         )
         .unwrap_or_else(unreachable_metric);
 
+        let waf_blocks = IntCounterVec::new(
+            Opts::new(
+                "portcullis_waf_blocks_total",
+                "Requests blocked by the WAF, by route and category of the highest-scoring rule.",
+            ),
+            &["route", "category"],
+        )
+        .unwrap_or_else(unreachable_metric);
+        let waf_detections = IntCounterVec::new(
+            Opts::new(
+                "portcullis_waf_detections_total",
+                "Requests the WAF would have blocked on a route in detect mode, by route and category.",
+            ),
+            &["route", "category"],
+        )
+        .unwrap_or_else(unreachable_metric);
+        let waf_rule_matches = IntCounterVec::new(
+            Opts::new(
+                "portcullis_waf_rule_matches_total",
+                "WAF rule matches (once per request and rule), by rule id.",
+            ),
+            &["rule"],
+        )
+        .unwrap_or_else(unreachable_metric);
+        let waf_body_limit = IntCounterVec::new(
+            Opts::new(
+                "portcullis_waf_body_limit_total",
+                "Request bodies larger than the inspection limit, by route and action (rejected or passed).",
+            ),
+            &["route", "action"],
+        )
+        .unwrap_or_else(unreachable_metric);
         let m = Metrics {
             registry,
             requests,
@@ -131,6 +171,10 @@ impl Metrics {
             access_log_dropped,
             build_info,
             in_flight,
+            waf_blocks,
+            waf_detections,
+            waf_rule_matches,
+            waf_body_limit,
         };
         m.register_all();
         m.build_info
@@ -154,6 +198,10 @@ impl Metrics {
             Box::new(self.access_log_dropped.clone()),
             Box::new(self.build_info.clone()),
             Box::new(self.in_flight.clone()),
+            Box::new(self.waf_blocks.clone()),
+            Box::new(self.waf_detections.clone()),
+            Box::new(self.waf_rule_matches.clone()),
+            Box::new(self.waf_body_limit.clone()),
         ];
         for c in collectors {
             // Names are fixed above and distinct; a clash would be a programming error caught

@@ -73,6 +73,8 @@ pub struct Route {
     pub prefix: String,
     /// Where requests go.
     pub upstream: Arc<UpstreamGroup>,
+    /// WAF policy of this route (mode `Off` when there is no WAF).
+    pub waf: Arc<crate::waf::WafPolicy>,
 }
 
 impl Route {

@@ -29,6 +29,7 @@ const TOP_LEVEL: &[&str] = &[
     "reload",
     "upstreams",
     "routes",
+    "waf",
 ];
 
 /// Reads, validates and compiles the config at `path`.
@@ -51,6 +52,7 @@ pub fn compile(
         base_dir: doc.file.parent().map(Path::to_path_buf).unwrap_or_default(),
         broken_upstreams: HashSet::new(),
         upstream_names: Vec::new(),
+        sources: Vec::new(),
     };
     let Some(file) = doc.deserialize::<GatewayFile>(&mut c.diags) else {
         return Err(c.diags);
@@ -66,10 +68,12 @@ pub fn compile(
     }
 }
 
-struct Compiler<'a> {
-    doc: &'a SourceDoc,
-    diags: Diagnostics,
+pub(super) struct Compiler<'a> {
+    pub(super) doc: &'a SourceDoc,
+    pub(super) diags: Diagnostics,
     base_dir: PathBuf,
+    /// Files this config reads besides itself (rules, keys, ...), for watching.
+    pub(super) sources: Vec<PathBuf>,
     /// Upstreams that are defined but broken: routes naming them get no second error.
     broken_upstreams: HashSet<String>,
     /// Every upstream name in the file, for the unknown-upstream message.
@@ -77,7 +81,7 @@ struct Compiler<'a> {
 }
 
 impl Compiler<'_> {
-    fn err(&mut self, path: &str, message: impl Into<String>) {
+    pub(super) fn err(&mut self, path: &str, message: impl Into<String>) {
         self.diags.push(self.doc.diag(path, message));
     }
 
@@ -123,11 +127,33 @@ impl Compiler<'_> {
             }
         }
         let upstreams = self.upstreams(f.upstreams, previous);
-        let routes = self.routes(f.routes, &upstreams);
+        let waf_global = self.waf_global(f.waf);
+        let routes = match &waf_global {
+            Ok(g) => self.routes(f.routes, &upstreams, g.as_ref()),
+            Err(()) => None,
+        };
+        if let (Ok(Some(g)), Some(rt)) = (&waf_global, &routes) {
+            for (i, (_, names)) in g.exclusions.iter().enumerate() {
+                for (j, n) in names.iter().enumerate() {
+                    if rt.by_name(n).is_none() {
+                        self.err(
+                            &format!("waf.exclusions[{i}].routes[{j}]"),
+                            format!("unknown route {n:?}"),
+                        );
+                    }
+                }
+            }
+        }
+        let waf = match (waf_global, &routes) {
+            (Ok(Some(g)), Some(rt)) => self.build_waf(g, rt),
+            _ => None,
+        };
+        let mut sources = vec![self.doc.file.clone()];
+        sources.append(&mut self.sources);
 
         Some(RuntimeConfig {
             file: self.doc.file.clone(),
-            sources: vec![self.doc.file.clone()],
+            sources,
             server: server?,
             listeners: listeners?,
             admin,
@@ -136,12 +162,13 @@ impl Compiler<'_> {
             reload: reload?,
             upstreams,
             routes: routes?,
-            pipeline: Pipeline::standard(),
+            pipeline: Pipeline::standard(waf.clone()),
+            waf,
             loaded_at: SystemTime::now(),
         })
     }
 
-    fn resolve(&self, p: &str) -> PathBuf {
+    pub(super) fn resolve(&self, p: &str) -> PathBuf {
         let path = Path::new(p);
         if path.is_absolute() {
             path.to_path_buf()
@@ -325,10 +352,33 @@ impl Compiler<'_> {
         })
     }
 
+    fn build_waf(
+        &mut self,
+        g: super::waf::WafGlobal,
+        routes: &RouteTable,
+    ) -> Option<Arc<crate::waf::Waf>> {
+        let rules = g.rules?;
+        let mut levels: Vec<u8> = routes
+            .iter()
+            .filter(|r| r.waf.mode != crate::waf::Mode::Off)
+            .map(|r| r.waf.paranoia)
+            .collect();
+        levels.sort_unstable();
+        levels.dedup();
+        match crate::waf::Waf::build(rules, &levels) {
+            Ok(w) => Some(Arc::new(w)),
+            Err(m) => {
+                self.err("waf.rules", m);
+                None
+            }
+        }
+    }
+
     fn routes(
         &mut self,
         parsed: super::source::Parsed<Vec<super::source::Parsed<RouteFile>>>,
         upstreams: &IndexMap<String, Arc<UpstreamGroup>>,
+        waf: Option<&super::waf::WafGlobal>,
     ) -> Option<RouteTable> {
         let items = self.doc.take(parsed, "routes", &mut self.diags)?;
         if items.is_empty() {
@@ -344,7 +394,7 @@ impl Compiler<'_> {
                 ok = false;
                 continue;
             };
-            match self.route(&base, r, upstreams, &mut names) {
+            match self.route(&base, r, upstreams, &mut names, waf) {
                 Some(route) => out.push(Arc::new(route)),
                 None => ok = false,
             }
@@ -358,6 +408,7 @@ impl Compiler<'_> {
         r: RouteFile,
         upstreams: &IndexMap<String, Arc<UpstreamGroup>>,
         names: &mut HashSet<String>,
+        waf: Option<&super::waf::WafGlobal>,
     ) -> Option<Route> {
         let mut ok = true;
         if r.name.is_empty()
@@ -429,6 +480,7 @@ impl Compiler<'_> {
                 None
             }
         };
+        let policy = self.route_policy(base, &r.name, r.waf.as_ref(), waf);
         if !ok {
             return None;
         }
@@ -437,6 +489,7 @@ impl Compiler<'_> {
             hosts,
             prefix,
             upstream: upstream?,
+            waf: Arc::new(policy?),
         })
     }
 }

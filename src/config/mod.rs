@@ -6,6 +6,7 @@ pub mod compile;
 pub mod file;
 pub mod source;
 pub mod units;
+pub mod waf;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,6 +67,8 @@ pub struct RuntimeConfig {
     pub routes: RouteTable,
     /// The request stages, in order.
     pub pipeline: Pipeline,
+    /// The compiled WAF, when a `waf:` section is present.
+    pub waf: Option<Arc<crate::waf::Waf>>,
     /// When this config was compiled.
     pub loaded_at: SystemTime,
 }

@@ -26,6 +26,12 @@ pub struct RequestCtx {
     pub tls: bool,
     /// Normalised host (lower case, no port).
     pub host: String,
+    /// The path as the client sent it (before normalisation), for inspection.
+    pub raw_path: String,
+    /// The query string as the client sent it.
+    pub raw_query: Option<String>,
+    /// What the WAF concluded, when it ran.
+    pub waf: Option<crate::stage::waf::WafOutcome>,
     /// The selected route.
     pub route: Option<Arc<Route>>,
     /// The answer the gateway gave instead of proxying, if any.
@@ -50,6 +56,9 @@ impl RequestCtx {
             client_ip: None,
             tls: false,
             host: String::new(),
+            raw_path: String::new(),
+            raw_query: None,
+            waf: None,
             route: None,
             refusal: None,
             backend: None,

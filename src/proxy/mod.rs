@@ -229,6 +229,10 @@ impl ProxyHttp for GatewayProxy {
         if let Some(r) = &ctx.refusal {
             m.refusals.with_label_values(&[&route, r.reason()]).inc();
         }
+        let waf_log = ctx
+            .waf
+            .as_ref()
+            .and_then(|w| self.record_waf(w, &route, ctx.refusal.as_ref()));
         if let Some(e) = e {
             if ctx.refusal.is_none() && ctx.upstream_error.is_none() {
                 log::debug!("request {} failed: {e}", ctx.request_id);
@@ -257,6 +261,7 @@ impl ProxyHttp for GatewayProxy {
                 .headers
                 .get(http::header::USER_AGENT)
                 .and_then(|v| v.to_str().ok()),
+            waf: waf_log,
         };
         match serde_json::to_string(&record) {
             Ok(line) => self.state.access_log.write(line),
@@ -290,6 +295,98 @@ struct AccessRecord<'a> {
     upstream_error: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     user_agent: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waf: Option<WafLog<'a>>,
+}
+
+/// The `waf` field of an access-log line: enough to explain a decision.
+#[derive(Serialize)]
+struct WafLog<'a> {
+    mode: &'static str,
+    decision: &'static str,
+    score: u32,
+    threshold: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body: Option<&'static str>,
+    matches: Vec<WafMatchLog<'a>>,
+}
+
+#[derive(Serialize)]
+struct WafMatchLog<'a> {
+    rule: &'a str,
+    category: &'a str,
+    targets: &'a [String],
+}
+
+impl GatewayProxy {
+    /// Counts the WAF outcome and renders its log field (none when nothing matched).
+    fn record_waf<'a>(
+        &self,
+        w: &'a crate::stage::waf::WafOutcome,
+        route: &str,
+        refusal: Option<&Refusal>,
+    ) -> Option<WafLog<'a>> {
+        use crate::stage::waf::BodyInspection;
+        let m = &self.state.metrics;
+        for h in &w.inspection.hits {
+            m.waf_rule_matches.with_label_values(&[&*h.id]).inc();
+        }
+        let category = w
+            .inspection
+            .hits
+            .first()
+            .map(|h| &*h.category)
+            .unwrap_or("none");
+        let blocked = refusal == Some(&Refusal::WafBlocked);
+        if blocked {
+            m.waf_blocks.with_label_values(&[route, category]).inc();
+        } else if w.over_threshold && w.mode == crate::waf::Mode::Detect {
+            m.waf_detections.with_label_values(&[route, category]).inc();
+        }
+        let body = match w.body {
+            BodyInspection::PassedUninspected => {
+                m.waf_body_limit.with_label_values(&[route, "passed"]).inc();
+                Some("over_limit_passed")
+            }
+            BodyInspection::Rejected => {
+                m.waf_body_limit
+                    .with_label_values(&[route, "rejected"])
+                    .inc();
+                Some("over_limit_rejected")
+            }
+            _ => None,
+        };
+        if w.inspection.hits.is_empty() && body.is_none() {
+            return None;
+        }
+        Some(WafLog {
+            mode: match w.mode {
+                crate::waf::Mode::Block => "block",
+                crate::waf::Mode::Detect => "detect",
+                crate::waf::Mode::Off => "off",
+            },
+            decision: if blocked {
+                "blocked"
+            } else if w.over_threshold {
+                "would_block"
+            } else {
+                "passed"
+            },
+            score: w.inspection.score,
+            threshold: w.threshold,
+            body,
+            matches: w
+                .inspection
+                .hits
+                .iter()
+                .map(|h| WafMatchLog {
+                    rule: &h.id,
+                    category: &h.category,
+                    targets: &h.targets,
+                })
+                .collect(),
+        })
+    }
 }
 
 fn now_rfc3339() -> String {

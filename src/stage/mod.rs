@@ -5,6 +5,7 @@
 //! modules add (IP lists, API key, rate limits, WAF).
 
 mod normalize;
+pub mod waf;
 
 use async_trait::async_trait;
 use pingora::proxy::Session;
@@ -39,11 +40,13 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// The default order of stages.
-    pub fn standard() -> Pipeline {
-        Pipeline {
-            stages: vec![Box::new(NormalizeStage)],
+    /// The default order of stages: normalise first, the WAF (the most expensive) last.
+    pub fn standard(waf: Option<std::sync::Arc<crate::waf::Waf>>) -> Pipeline {
+        let mut stages: Vec<Box<dyn Stage>> = vec![Box::new(NormalizeStage)];
+        if let Some(w) = waf {
+            stages.push(Box::new(waf::WafStage::new(w)));
         }
+        Pipeline { stages }
     }
 
     /// Runs the stages in order until one answers.

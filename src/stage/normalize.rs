@@ -55,6 +55,8 @@ impl Stage for NormalizeStage {
         ctx.host = normalize_host(&host);
 
         let raw_path = req.uri.path().to_string();
+        ctx.raw_query = req.uri.query().map(str::to_string);
+        ctx.raw_path = raw_path.clone();
         let Some(path) = normalize_path(&raw_path) else {
             return Verdict::Respond(Refusal::BadRequest(
                 "The request target is not a valid path.",

@@ -10,6 +10,7 @@
 //! - [`matcher`]: per paranoia level, rules grouped into regex sets and phrase automata.
 //! - [`policy`]: per-route mode, threshold, exclusions and body limits.
 
+pub mod builtin;
 pub mod matcher;
 pub mod operator;
 pub mod parse;

@@ -109,20 +109,47 @@ pub fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, (PathBuf, String)> 
     Ok(out)
 }
 
-/// Loads and validates the rule files; returns `None` when any problem was recorded.
+/// Where a rule file comes from.
+#[derive(Debug, Clone)]
+pub enum RuleSource {
+    /// A file on disk (watched for changes).
+    File(PathBuf),
+    /// A file compiled into the binary (the shipped rules).
+    Embedded {
+        /// Name used in diagnostics.
+        name: PathBuf,
+        /// Contents.
+        text: &'static str,
+    },
+}
+
+/// Loads and validates rule files from disk; returns `None` when any problem was recorded.
 pub fn load(files: &[PathBuf], diags: &mut Diagnostics) -> Option<RuleSet> {
+    let sources: Vec<RuleSource> = files.iter().cloned().map(RuleSource::File).collect();
+    load_sources(&sources, diags)
+}
+
+/// Loads and validates rule files; returns `None` when any problem was recorded.
+pub fn load_sources(sources: &[RuleSource], diags: &mut Diagnostics) -> Option<RuleSet> {
     let mut rs = RuleSet::default();
     let mut ids: HashMap<Arc<str>, (PathBuf, usize)> = HashMap::new();
     let before = diags.len();
-    for f in files {
-        rs.files.push(f.clone());
-        let doc = match SourceDoc::read(f) {
+    for src in sources {
+        let parsed = match src {
+            RuleSource::File(f) => {
+                rs.files.push(f.clone());
+                SourceDoc::read(f)
+            }
+            RuleSource::Embedded { name, text } => SourceDoc::parse(name.clone(), text),
+        };
+        let doc = match parsed {
             Ok(d) => d,
             Err(d) => {
                 diags.push(*d);
                 continue;
             }
         };
+        let f = doc.file.clone();
         let Some(file) = doc.deserialize::<RuleFile>(diags) else {
             continue;
         };

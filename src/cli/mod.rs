@@ -1,0 +1,5 @@
+//! Command implementations of the `portcullis` binary.
+
+pub mod corpus;
+pub mod proxy;
+pub mod rules;

@@ -1,0 +1,185 @@
+//! The WAF stage: inspects the request line and headers, then the body (buffered up to the
+//! route's limit, before any byte goes to the backend), and refuses with 403 when the anomaly
+//! score reaches the threshold in `block` mode.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use pingora::proxy::Session;
+
+use super::{Stage, Verdict};
+use crate::problem::Refusal;
+use crate::proxy::RequestCtx;
+use crate::waf::{Inspection, Mode, OnBodyLimit, RequestView, Waf, WafPolicy};
+
+/// What happened to the request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyInspection {
+    /// No body, or the WAF stopped at the headers.
+    None,
+    /// Buffered and inspected.
+    Inspected,
+    /// Larger than the limit; forwarded without inspection (`on_body_limit: pass`).
+    PassedUninspected,
+    /// Larger than the limit; refused with 413.
+    Rejected,
+}
+
+/// What the WAF concluded about a request.
+#[derive(Debug, Clone)]
+pub struct WafOutcome {
+    /// Mode of the route.
+    pub mode: Mode,
+    /// Threshold of the route.
+    pub threshold: u32,
+    /// Matches and score.
+    pub inspection: Inspection,
+    /// Whether the score or a block rule called for blocking (enforced only in block mode).
+    pub over_threshold: bool,
+    /// Body handling.
+    pub body: BodyInspection,
+}
+
+/// Runs the compiled WAF.
+pub struct WafStage {
+    waf: Arc<Waf>,
+}
+
+impl WafStage {
+    /// A stage for `waf`.
+    pub fn new(waf: Arc<Waf>) -> WafStage {
+        WafStage { waf }
+    }
+}
+
+enum BodyRead {
+    Empty,
+    Complete(BytesMut),
+    TooLarge { replayable: bool },
+    Failed,
+}
+
+async fn read_body(session: &mut Session, limit: usize) -> BodyRead {
+    let declared = session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared == Some(0) || (declared.is_none() && session.as_mut().is_body_empty()) {
+        return BodyRead::Empty;
+    }
+    if declared.is_some_and(|n| n > limit as u64) {
+        // Nothing read yet: the body can stream to the backend untouched.
+        return BodyRead::TooLarge { replayable: true };
+    }
+    session.as_mut().enable_retry_buffering();
+    let mut buf = BytesMut::with_capacity(declared.map(|n| n as usize).unwrap_or(4096).min(limit));
+    loop {
+        match session.as_mut().read_request_body().await {
+            Ok(Some(chunk)) => {
+                buf.extend_from_slice(&chunk);
+                if buf.len() > limit {
+                    // What was read so far is replayed to the backend from Pingora's retry
+                    // buffer; if even that overflowed, the body cannot be forwarded intact.
+                    let replayable = !session.as_ref().retry_buffer_truncated();
+                    return BodyRead::TooLarge { replayable };
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                log::debug!("reading request body failed: {e}");
+                return BodyRead::Failed;
+            }
+        }
+    }
+    if buf.is_empty() {
+        BodyRead::Empty
+    } else {
+        BodyRead::Complete(buf)
+    }
+}
+
+#[async_trait]
+impl Stage for WafStage {
+    fn name(&self) -> &'static str {
+        "waf"
+    }
+
+    async fn on_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Verdict {
+        let Some(route) = ctx.route.clone() else {
+            return Verdict::Continue;
+        };
+        let policy: &WafPolicy = &route.waf;
+        if policy.mode == Mode::Off {
+            return Verdict::Continue;
+        }
+        let mut insp = Inspection::default();
+        {
+            let req = session.req_header();
+            let view = RequestView {
+                method: req.method.as_str(),
+                path: &ctx.raw_path,
+                query: ctx.raw_query.as_deref(),
+                headers: req
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v.as_bytes())))
+                    .collect(),
+                client_ip: ctx.client_ip,
+            };
+            self.waf.inspect_head(&view, policy, &mut insp);
+        }
+        let mut outcome = WafOutcome {
+            mode: policy.mode,
+            threshold: policy.threshold,
+            over_threshold: policy.over_threshold(&insp),
+            inspection: insp,
+            body: BodyInspection::None,
+        };
+        if outcome.over_threshold && policy.mode == Mode::Block {
+            ctx.waf = Some(outcome);
+            return Verdict::Respond(Refusal::WafBlocked);
+        }
+
+        match read_body(session, policy.body_limit).await {
+            BodyRead::Empty => {}
+            BodyRead::Failed => {
+                ctx.waf = Some(outcome);
+                return Verdict::Respond(Refusal::BadRequest(
+                    "The request body could not be read.",
+                ));
+            }
+            BodyRead::TooLarge { replayable } => {
+                if policy.on_body_limit == OnBodyLimit::Pass && replayable {
+                    outcome.body = BodyInspection::PassedUninspected;
+                } else {
+                    outcome.body = BodyInspection::Rejected;
+                    ctx.waf = Some(outcome);
+                    return Verdict::Respond(Refusal::BodyTooLarge);
+                }
+            }
+            BodyRead::Complete(buf) => {
+                let content_type = session
+                    .req_header()
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok());
+                let body: Cow<'_, str> = String::from_utf8_lossy(&buf);
+                self.waf
+                    .inspect_body(content_type, &body, policy, &mut outcome.inspection);
+                outcome.body = BodyInspection::Inspected;
+                outcome.over_threshold = policy.over_threshold(&outcome.inspection);
+            }
+        }
+        let block = outcome.over_threshold && policy.mode == Mode::Block;
+        ctx.waf = Some(outcome);
+        if block {
+            Verdict::Respond(Refusal::WafBlocked)
+        } else {
+            Verdict::Continue
+        }
+    }
+}
