@@ -92,6 +92,23 @@ enum Command {
 
 #[derive(Subcommand)]
 enum RulesCommand {
+    /// Show which rules match one request, and the score: `portcullis rules try "GET /?q=1'or'1'='1"`.
+    Try {
+        /// Request line, `METHOD /target`.
+        line: String,
+        /// A header, `Name: value` (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        /// Request body.
+        #[arg(short, long)]
+        body: Option<String>,
+        /// Rule files or directories (default: ./rules when it exists, else the shipped rules).
+        #[arg(long = "rules", value_name = "PATH")]
+        rules: Vec<PathBuf>,
+        /// Paranoia level.
+        #[arg(long, default_value_t = 4)]
+        paranoia: u8,
+    },
     /// Run every inline test (`tests:` of each rule) offline; report failures with rule id and
     /// file:line, exit 1 if any fails.
     Test {
@@ -136,6 +153,18 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Rules {
             command: RulesCommand::Test { rules },
         } => Ok(cli::rules::test(&rules)),
+        Command::Rules {
+            command:
+                RulesCommand::Try {
+                    line,
+                    headers,
+                    body,
+                    rules,
+                    paranoia,
+                },
+        } => Ok(cli::rules::try_request(
+            &line, &headers, body, &rules, paranoia,
+        )),
         Command::Corpus { command } => Ok(cli::corpus::run(command)),
         Command::Proxy {
             listen,

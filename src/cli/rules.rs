@@ -86,3 +86,66 @@ pub fn test(paths: &[PathBuf]) -> ExitCode {
         ExitCode::FAILURE
     }
 }
+
+/// Prints the rules that match one request and its score.
+pub fn try_request(
+    line: &str,
+    headers: &[String],
+    body: Option<String>,
+    paths: &[PathBuf],
+    paranoia: u8,
+) -> ExitCode {
+    let Some((method, target)) = line.split_once(' ') else {
+        eprintln!("{line:?} is not \"METHOD /target\"");
+        return ExitCode::FAILURE;
+    };
+    let Some(rs) = load(paths) else {
+        return ExitCode::FAILURE;
+    };
+    let waf = match portcullis::waf::Waf::build(rs, &[paranoia]) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut s = portcullis::waf::SampleRequest::from_target(method, target.trim());
+    for h in headers {
+        match h.split_once(':') {
+            Some((k, v)) => s.headers.push((k.trim().to_string(), v.trim().to_string())),
+            None => {
+                eprintln!("{h:?} is not \"Name: value\"");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    s.body = body;
+    let policy = portcullis::waf::WafPolicy {
+        paranoia,
+        ..portcullis::waf::WafPolicy::default()
+    };
+    let insp = waf.inspect_sample(&s, &policy);
+    for h in &insp.hits {
+        let r = &waf.rules.rules[h.rule];
+        println!(
+            "{} [{} pl{} +{}] {} — {}",
+            h.id,
+            h.category,
+            r.paranoia,
+            r.severity,
+            h.targets.join(", "),
+            r.description
+        );
+    }
+    println!(
+        "score {} (threshold {}): {}",
+        insp.score,
+        policy.threshold,
+        if policy.over_threshold(&insp) {
+            "BLOCK"
+        } else {
+            "pass"
+        }
+    );
+    ExitCode::SUCCESS
+}

@@ -6,10 +6,34 @@ use std::path::PathBuf;
 use super::ruleset::RuleSource;
 
 /// The shipped rule files, by repository path.
-pub const FILES: &[(&str, &str)] = &[(
-    "rules/protocol.yaml",
-    include_str!("../../rules/protocol.yaml"),
-)];
+pub const FILES: &[(&str, &str)] = &[
+    ("rules/java.yaml", include_str!("../../rules/java.yaml")),
+    ("rules/ldap.yaml", include_str!("../../rules/ldap.yaml")),
+    ("rules/lfi.yaml", include_str!("../../rules/lfi.yaml")),
+    ("rules/nodejs.yaml", include_str!("../../rules/nodejs.yaml")),
+    ("rules/nosql.yaml", include_str!("../../rules/nosql.yaml")),
+    ("rules/php.yaml", include_str!("../../rules/php.yaml")),
+    (
+        "rules/protocol.yaml",
+        include_str!("../../rules/protocol.yaml"),
+    ),
+    ("rules/rce.yaml", include_str!("../../rules/rce.yaml")),
+    ("rules/rfi.yaml", include_str!("../../rules/rfi.yaml")),
+    (
+        "rules/scanners.yaml",
+        include_str!("../../rules/scanners.yaml"),
+    ),
+    (
+        "rules/session.yaml",
+        include_str!("../../rules/session.yaml"),
+    ),
+    ("rules/sqli.yaml", include_str!("../../rules/sqli.yaml")),
+    ("rules/ssi.yaml", include_str!("../../rules/ssi.yaml")),
+    ("rules/ssrf.yaml", include_str!("../../rules/ssrf.yaml")),
+    ("rules/ssti.yaml", include_str!("../../rules/ssti.yaml")),
+    ("rules/xss.yaml", include_str!("../../rules/xss.yaml")),
+    ("rules/xxe.yaml", include_str!("../../rules/xxe.yaml")),
+];
 
 /// The shipped rules as rule sources.
 pub fn sources() -> Vec<RuleSource> {

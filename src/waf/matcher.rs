@@ -2,13 +2,16 @@
 //! all regexes of a group in one `RegexSet` and all phrases in one Aho-Corasick automaton, so
 //! each value is transformed once per chain and scanned once per group, however many rules
 //! there are.
+//!
+//! Regexes match bytes with Unicode classes off (`\w`, `\s`, `.` are ASCII/byte-wise), as PCRE
+//! does in other WAFs: automata stay small and fast. A rule can opt in with `(?u)`.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use aho_corasick::AhoCorasick;
-use regex::{Regex, RegexSet, RegexSetBuilder};
+use regex::bytes::{Regex, RegexSet, RegexSetBuilder};
 
 use super::operator::Operator;
 use super::ruleset::{Action, Rule, RuleSet, REGEX_SIZE_LIMIT};
@@ -166,7 +169,7 @@ impl Matcher {
                     }
                 };
                 if let Some(set) = &group.set {
-                    for i in set.matches(v).iter() {
+                    for i in set.matches(v.as_bytes()).iter() {
                         hit(group.set_rules[i]);
                     }
                 }
@@ -184,7 +187,7 @@ impl Matcher {
                     let rule = &rs.rules[*r];
                     let m = match single {
                         Single::Op => rule.operator.eval(v),
-                        Single::Regex(re) => re.is_match(v),
+                        Single::Regex(re) => re.is_match(v.as_bytes()),
                         Single::Phrases(ac) => ac.is_match(v),
                     };
                     if m != rule.negate {
@@ -216,7 +219,8 @@ fn build_group(rs: &RuleSet, rules: &[usize]) -> Result<Group, String> {
                 }
             }
             (Operator::Regex(p), true) => {
-                let re = regex::RegexBuilder::new(p)
+                let re = regex::bytes::RegexBuilder::new(p)
+                    .unicode(false)
                     .size_limit(REGEX_SIZE_LIMIT)
                     .build()
                     .map_err(|e| format!("rule {}: {e}", rule.id))?;
@@ -234,6 +238,7 @@ fn build_group(rs: &RuleSet, rules: &[usize]) -> Result<Group, String> {
     } else {
         Some(
             RegexSetBuilder::new(&patterns)
+                .unicode(false)
                 .size_limit(SET_SIZE_LIMIT)
                 .dfa_size_limit(DFA_SIZE_LIMIT)
                 .build()

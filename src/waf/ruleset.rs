@@ -324,7 +324,8 @@ fn compile_operator(
                 );
                 return None;
             }
-            if let Err(e) = regex::RegexBuilder::new(p)
+            if let Err(e) = regex::bytes::RegexBuilder::new(p)
+                .unicode(false)
                 .size_limit(REGEX_SIZE_LIMIT)
                 .build()
             {

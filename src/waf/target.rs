@@ -108,6 +108,44 @@ impl TargetKind {
     }
 }
 
+/// Headers whose values are structured protocol fields filled in by browsers and HTTP stacks,
+/// left out of `input_headers`: attack rules looking at them only find false positives.
+pub const STRUCTURED_HEADERS: &[&str] = &[
+    "accept",
+    "accept-charset",
+    "accept-encoding",
+    "accept-language",
+    "authorization",
+    "cache-control",
+    "connection",
+    "content-encoding",
+    "content-length",
+    "content-type",
+    "cookie",
+    "dnt",
+    "host",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "if-range",
+    "if-unmodified-since",
+    "keep-alive",
+    "pragma",
+    "priority",
+    "range",
+    "sec-ch-ua",
+    "sec-ch-ua-mobile",
+    "sec-ch-ua-platform",
+    "sec-fetch-dest",
+    "sec-fetch-mode",
+    "sec-fetch-site",
+    "sec-fetch-user",
+    "te",
+    "transfer-encoding",
+    "upgrade-insecure-requests",
+    "x-request-id",
+];
+
 /// A rule's target: a kind, optionally narrowed to one name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TargetSpec {
@@ -115,15 +153,28 @@ pub struct TargetSpec {
     pub kind: TargetKind,
     /// Only items with this name (`headers:user-agent`, `args:id`).
     pub name: Option<String>,
+    /// Items with these names are not selected (`input_headers`).
+    pub except: &'static [&'static str],
 }
 
 impl TargetSpec {
-    /// Parses `kind` or `kind:name`; `inputs` expands to [`INPUTS`].
+    /// Parses `kind` or `kind:name`; `inputs` expands to [`INPUTS`]; `input_headers` is every
+    /// header except the [`STRUCTURED_HEADERS`].
     pub fn parse(text: &str) -> Result<Vec<TargetSpec>, String> {
         let (kind, name) = match text.split_once(':') {
             Some((k, n)) => (k.trim(), Some(n.trim())),
             None => (text.trim(), None),
         };
+        if kind == "input_headers" {
+            if name.is_some() {
+                return Err("`input_headers` cannot be narrowed to a name".into());
+            }
+            return Ok(vec![TargetSpec {
+                kind: TargetKind::Headers,
+                name: None,
+                except: STRUCTURED_HEADERS,
+            }]);
+        }
         if kind == "inputs" {
             if name.is_some() {
                 return Err("`inputs` cannot be narrowed to a name".into());
@@ -133,13 +184,14 @@ impl TargetSpec {
                 .map(|k| TargetSpec {
                     kind: *k,
                     name: None,
+                    except: &[],
                 })
                 .collect());
         }
         let Some((_, k)) = KINDS.iter().find(|(n, _)| *n == kind) else {
             let known: Vec<&str> = KINDS.iter().map(|(n, _)| *n).collect();
             return Err(format!(
-                "unknown target {kind:?}; expected one of inputs, {}",
+                "unknown target {kind:?}; expected one of inputs, input_headers, {}",
                 known.join(", ")
             ));
         };
@@ -149,12 +201,20 @@ impl TargetSpec {
             Some(n) => Some(n.to_string()),
             None => None,
         };
-        Ok(vec![TargetSpec { kind: *k, name }])
+        Ok(vec![TargetSpec {
+            kind: *k,
+            name,
+            except: &[],
+        }])
     }
 
     /// Whether `item` is selected by this target.
     pub fn selects(&self, item: &Item<'_>) -> bool {
         self.kind == item.kind
+            && !self
+                .except
+                .iter()
+                .any(|e| e.eq_ignore_ascii_case(&item.name))
             && match &self.name {
                 None => true,
                 Some(n) if self.kind.names_fold_case() => n.eq_ignore_ascii_case(&item.name),
@@ -167,6 +227,7 @@ impl fmt::Display for TargetSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.name {
             Some(n) => write!(f, "{}:{n}", self.kind.label()),
+            None if !self.except.is_empty() => f.write_str("input_headers"),
             None => f.write_str(self.kind.label()),
         }
     }
@@ -204,7 +265,8 @@ mod tests {
             TargetSpec::parse("headers:User-Agent").unwrap(),
             vec![TargetSpec {
                 kind: TargetKind::Headers,
-                name: Some("user-agent".into())
+                name: Some("user-agent".into()),
+                except: &[],
             }]
         );
         assert_eq!(TargetSpec::parse("inputs").unwrap().len(), INPUTS.len());

@@ -16,7 +16,8 @@ pub enum Transform {
     UrlDecode,
     /// `&lt;`, `&#60;`, `&#x3c;` (with or without `;`) and common named entities.
     HtmlEntityDecode,
-    /// JavaScript/JSON escapes: `\xHH`, `\uHHHH`, `\u{H…}`, `\n`, `\t`, octal.
+    /// JavaScript/JSON character escapes: `\xHH`, `\uHHHH`, `\u{H…}`, `\\`, `\/`, `\'`, `\"`.
+    /// Other backslash sequences (`\n`, Windows paths) are kept, so `C:\windows` survives.
     JsDecode,
     /// ASCII lower case.
     Lowercase,
@@ -28,6 +29,8 @@ pub enum Transform {
     RemoveWhitespace,
     /// NUL bytes removed.
     RemoveNulls,
+    /// Control characters (tab, CR, LF, other C0 and DEL) removed; spaces kept.
+    RemoveControls,
     /// `/* … */` and `<!-- … -->` comments removed.
     RemoveComments,
     /// `/* … */` and `<!-- … -->` comments replaced by one space.
@@ -54,6 +57,7 @@ pub const NAMES: &[(&str, Transform)] = &[
     ("compress-whitespace", Transform::CompressWhitespace),
     ("remove-whitespace", Transform::RemoveWhitespace),
     ("remove-nulls", Transform::RemoveNulls),
+    ("remove-controls", Transform::RemoveControls),
     ("remove-comments", Transform::RemoveComments),
     ("replace-comments", Transform::ReplaceComments),
     ("base64-decode", Transform::Base64Decode),
@@ -93,6 +97,7 @@ impl Transform {
             Transform::CompressWhitespace => compress_whitespace(&s),
             Transform::RemoveWhitespace => filter_chars(&s, |c| !c.is_whitespace()),
             Transform::RemoveNulls => filter_chars(&s, |c| c != '\0'),
+            Transform::RemoveControls => filter_chars(&s, |c| !c.is_ascii_control()),
             Transform::RemoveComments => comments(&s, ""),
             Transform::ReplaceComments => comments(&s, " "),
             Transform::Base64Decode => base64_decode(&s),
@@ -176,7 +181,35 @@ pub fn url_decode(s: &str) -> Option<String> {
             }
         }
     }
-    Some(String::from_utf8_lossy(&out).into_owned())
+    Some(String::from_utf8_lossy(&fold_overlong_utf8(out)).into_owned())
+}
+
+/// Replaces overlong UTF-8 encodings of ASCII (`C0 AE` for `.`, `E0 80 AF` for `/`), which some
+/// servers decode and attackers use to hide traversals.
+fn fold_overlong_utf8(b: Vec<u8>) -> Vec<u8> {
+    if !b.iter().any(|&x| x == 0xC0 || x == 0xC1 || x == 0xE0) {
+        return b;
+    }
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let cont = |x: u8| (0x80..=0xBF).contains(&x);
+        match b[i] {
+            0xC0 | 0xC1 if i + 1 < b.len() && cont(b[i + 1]) => {
+                out.push(((b[i] & 0x1F) << 6) | (b[i + 1] & 0x3F));
+                i += 2;
+            }
+            0xE0 if i + 2 < b.len() && (0x80..=0x81).contains(&b[i + 1]) && cont(b[i + 2]) => {
+                out.push(((b[i + 1] & 0x3F) << 6) | (b[i + 2] & 0x3F));
+                i += 3;
+            }
+            x => {
+                out.push(x);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 const NAMED_ENTITIES: &[(&str, char)] = &[
@@ -349,44 +382,14 @@ pub fn js_decode(s: &str) -> Option<String> {
                     }
                 }
             }
-            '0'..='7' => {
-                let digits: String = chars[i + 1..]
-                    .iter()
-                    .take(3)
-                    .take_while(|c| ('0'..='7').contains(c))
-                    .collect();
-                let v = u32::from_str_radix(&digits, 8).unwrap_or(0);
-                out.push(char::from_u32(v).unwrap_or('\u{fffd}'));
-                i += 1 + digits.len();
-            }
-            'n' => {
-                out.push('\n');
+            '\\' | '/' | '\'' | '"' | '`' => {
+                out.push(n);
                 i += 2;
             }
-            't' => {
-                out.push('\t');
-                i += 2;
-            }
-            'r' => {
-                out.push('\r');
-                i += 2;
-            }
-            'f' => {
-                out.push('\u{c}');
-                i += 2;
-            }
-            'v' => {
-                out.push('\u{b}');
-                i += 2;
-            }
-            'b' => {
-                out.push('\u{8}');
-                i += 2;
-            }
-            other => {
-                // `\'`, `\"`, `\\`, `\/` and unknown escapes stand for the character itself.
-                out.push(other);
-                i += 2;
+            _ => {
+                // Not an escape that encodes a character (`\n`, `\w`, a Windows path): kept as is.
+                out.push(c);
+                i += 1;
             }
         }
     }
@@ -544,7 +547,15 @@ fn unicode_normalize(s: &str) -> Option<String> {
     if s.is_ascii() {
         return None;
     }
-    let n: String = s.nfkc().collect();
+    let n: String = s
+        .nfkc()
+        .map(|c| match c {
+            // Slash and backslash look-alikes that NFKC leaves alone.
+            '\u{2215}' | '\u{2044}' | '\u{29F8}' | '\u{1735}' => '/',
+            '\u{2216}' | '\u{29F9}' => '\\',
+            c => c,
+        })
+        .collect();
     if n == s {
         None
     } else {
@@ -610,6 +621,10 @@ mod tests {
         assert_eq!(t(Transform::UrlDecode, "100%"), "100%");
         assert_eq!(t(Transform::UrlDecode, "%zz%4"), "%zz%4");
         assert_eq!(t(Transform::UrlDecode, "%252e"), "%2e");
+        assert_eq!(
+            t(Transform::UrlDecode, "..%c0%af..%c0%ae%c0%ae%e0%80%af"),
+            "../..../"
+        );
         assert!(matches!(
             Transform::UrlDecode.apply(Cow::Borrowed("plain")),
             Cow::Borrowed(_)
@@ -637,8 +652,13 @@ mod tests {
     fn js_escapes() {
         assert_eq!(t(Transform::JsDecode, r"\u0024\u007b7*7\u007d"), "${7*7}");
         assert_eq!(t(Transform::JsDecode, r"\x3cscript\x3e"), "<script>");
-        assert_eq!(t(Transform::JsDecode, r"\u{61}\141\'"), "aa'");
+        assert_eq!(t(Transform::JsDecode, r"\u{61}\'"), "a'");
         assert_eq!(t(Transform::JsDecode, r"C:\\dir"), r"C:\dir");
+        assert_eq!(
+            t(Transform::JsDecode, r"C:\windows\win.ini"),
+            r"C:\windows\win.ini"
+        );
+        assert_eq!(t(Transform::JsDecode, r"w\ho\am\i"), r"w\ho\am\i");
     }
 
     #[test]
@@ -683,6 +703,14 @@ mod tests {
     #[test]
     fn unicode_and_cmdline() {
         assert_eq!(t(Transform::UnicodeNormalize, "ｓｅｌｅｃｔ"), "select");
+        assert_eq!(
+            t(Transform::UnicodeNormalize, "．．∕etc∕passwd"),
+            "../etc/passwd"
+        );
+        assert_eq!(
+            t(Transform::RemoveControls, "java\tscri\npt: x"),
+            "javascript: x"
+        );
         assert_eq!(
             t(Transform::CmdLine, "c'a't /e\"t\"c/pas\\swd"),
             "cat/etc/passwd"
