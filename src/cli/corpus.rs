@@ -60,6 +60,9 @@ pub struct EvalArgs {
     /// Anomaly threshold.
     #[arg(long, default_value_t = 5)]
     threshold: u32,
+    /// Score CRS records expected at or below this paranoia level (default: --paranoia).
+    #[arg(long)]
+    pl: Option<u8>,
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
@@ -193,7 +196,7 @@ pub fn run(cmd: CorpusCommand) -> ExitCode {
                 ..WafPolicy::default()
             };
             let started = std::time::Instant::now();
-            let outcomes = corpus::evaluate(&waf, &policy, &records, a.paranoia, a.threads);
+            let outcomes = corpus::evaluate(&waf, &policy, &records, a.pl.unwrap_or(a.paranoia), a.threads);
             eprintln!("{} records in {:.2?}", records.len(), started.elapsed());
             finish(
                 &a.common,
