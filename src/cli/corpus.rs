@@ -196,7 +196,13 @@ pub fn run(cmd: CorpusCommand) -> ExitCode {
                 ..WafPolicy::default()
             };
             let started = std::time::Instant::now();
-            let outcomes = corpus::evaluate(&waf, &policy, &records, a.pl.unwrap_or(a.paranoia), a.threads);
+            let outcomes = corpus::evaluate(
+                &waf,
+                &policy,
+                &records,
+                a.pl.unwrap_or(a.paranoia),
+                a.threads,
+            );
             eprintln!("{} records in {:.2?}", records.len(), started.elapsed());
             finish(
                 &a.common,

