@@ -68,6 +68,13 @@ enum Command {
         #[arg(long, conflicts_with_all = ["rules", "detect_only"])]
         no_waf: bool,
     },
+    /// Run only the built-in echo backend (the demo's origin; also the origin of the benchmarks
+    /// and corpus replays).
+    Backend {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:18080")]
+        listen: SocketAddr,
+    },
     /// Detection and false-positive rates on request corpora (../shared/corpora format).
     Corpus {
         #[command(subcommand)]
@@ -166,6 +173,13 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             &line, &headers, body, &rules, paranoia,
         )),
         Command::Corpus { command } => Ok(cli::corpus::run(command)),
+        Command::Backend { listen } => {
+            let mut server = pingora::server::Server::new(None).context("starting the backend")?;
+            server.bootstrap();
+            server.add_service(portcullis::demo::echo_service(&listen.to_string()));
+            log::info!("listening backend on http://{listen}");
+            server.run_forever();
+        }
         Command::Proxy {
             listen,
             upstream,
@@ -265,9 +279,12 @@ fn print_demo_banner(config: &std::path::Path) {
          \n  curl -i http://127.0.0.1:8080/hello            # proxied to the echo backend\
          \n  curl -i http://127.0.0.1:8080/api/items        # the 'api' route (longest prefix wins)\
          \n  curl -i -H 'Host: nowhere.example' http://127.0.0.1:8080/   # no route: 404 problem+json\
+         \n  curl -i \"http://127.0.0.1:8080/search?q=1'%20or%20'1'='1\"  # SQL injection: 403, blocked by the WAF\
+         \n  curl -i \"http://127.0.0.1:8080/search?q=O'Brien\"            # a near miss: passes\
          \n  curl -s http://127.0.0.1:9090/metrics | grep portcullis_http_requests_total\
          \n\nEdit {} and save: the gateway reloads it; a broken edit is refused and logged.\
-         \nAccess log lines (JSON) follow below. Ctrl-C stops.\n",
+         \nAccess log lines (JSON) follow below; a blocked request's line has a \"waf\" field naming\
+         \nthe rules that matched, the targets (e.g. args:q), the score and the mode. Ctrl-C stops.\n",
         config.display(),
         config.display()
     );

@@ -44,6 +44,53 @@ pub struct Common {
     /// At most this many records are shown.
     #[arg(long, default_value_t = 50)]
     limit: usize,
+    /// Fail (exit 1) when a source's detection falls below, or its false-positive rate rises
+    /// above, the floors and ceilings recorded in this JSON file.
+    #[arg(long)]
+    floors: Option<PathBuf>,
+}
+
+/// Recorded floors and ceilings per source: `{"sources": {"gotestwaf": {"min_tpr": 0.7, "max_fpr": 0.05}}}`.
+#[derive(serde::Deserialize)]
+struct Floors {
+    sources: std::collections::BTreeMap<String, Floor>,
+}
+
+#[derive(serde::Deserialize)]
+struct Floor {
+    #[serde(default)]
+    min_tpr: Option<f64>,
+    #[serde(default)]
+    max_fpr: Option<f64>,
+}
+
+/// Compares a report with recorded floors; returns the regressions.
+fn regressions(report: &Report, floors: &Floors) -> Vec<String> {
+    let mut out = Vec::new();
+    for (src, f) in &floors.sources {
+        let Some(s) = report.sources.get(src) else {
+            continue;
+        };
+        if let (Some(min), Some(tpr)) = (f.min_tpr, s.tpr) {
+            if tpr < min {
+                out.push(format!(
+                    "{src}: detection {:.2}% is below the floor {:.2}%",
+                    tpr * 100.0,
+                    min * 100.0
+                ));
+            }
+        }
+        if let (Some(max), Some(fpr)) = (f.max_fpr, s.fpr) {
+            if fpr > max {
+                out.push(format!(
+                    "{src}: false positives {:.2}% exceed the ceiling {:.2}%",
+                    fpr * 100.0,
+                    max * 100.0
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// `corpus eval` options.
@@ -138,6 +185,29 @@ fn finish(
                 break;
             }
         }
+    }
+    if let Some(path) = &c.floors {
+        let floors: Floors = match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        };
+        let bad = regressions(&report, &floors);
+        if !bad.is_empty() {
+            for b in &bad {
+                println!("REGRESSION {b}");
+            }
+            return ExitCode::FAILURE;
+        }
+        println!(
+            "all sources within the floors and ceilings of {}",
+            path.display()
+        );
     }
     if let Some(path) = &c.summary {
         let json = serde_json::json!({ "settings": settings, "report": report });
