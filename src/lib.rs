@@ -15,6 +15,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod problem;
 pub mod proxy;
+pub mod ratelimit;
 pub mod reload;
 pub mod route;
 pub mod server;
