@@ -67,6 +67,9 @@ enum Command {
         /// Run without the WAF.
         #[arg(long, conflicts_with_all = ["rules", "detect_only"])]
         no_waf: bool,
+        /// Limit each client address to this rate: `10/s`, `600/m` or `10000/h`.
+        #[arg(long, value_name = "N/UNIT")]
+        rate_limit: Option<String>,
     },
     /// Run only the built-in echo backend (the demo's origin; also the origin of the benchmarks
     /// and corpus replays).
@@ -188,6 +191,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             paranoia,
             detect_only,
             no_waf,
+            rate_limit,
         } => run(
             Launch {
                 source: ConfigSource::Inline {
@@ -200,6 +204,7 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
                         paranoia,
                         detect_only,
                         no_waf,
+                        rate_limit: rate_limit.as_deref(),
                     })?,
                 },
                 upgrade: false,

@@ -13,6 +13,8 @@ use crate::state::GatewayState;
 
 /// How often the loop wakes up.
 const TICK: Duration = Duration::from_millis(50);
+/// How often idle rate-limit keys are swept and the key gauges refreshed.
+const SWEEP: Duration = Duration::from_secs(1);
 
 /// The maintenance background service.
 pub struct Maintenance {
@@ -24,6 +26,26 @@ impl Maintenance {
     /// `sighup`: reload on SIGHUP (off for gateways embedded in another process, e.g. tests).
     pub fn new(state: Arc<GatewayState>, sighup: bool) -> Maintenance {
         Maintenance { state, sighup }
+    }
+
+    fn maintain_rate_limits(&self) {
+        let cfg = self.state.config.load();
+        let Some(rl) = &cfg.rate_limits else {
+            return;
+        };
+        for p in &rl.policies {
+            p.sweep();
+            let m = &self.state.metrics;
+            m.ratelimit_keys
+                .with_label_values(&[&p.spec.name])
+                .set(p.keys() as i64);
+            let ev = p.take_new_evictions();
+            if ev > 0 {
+                m.ratelimit_evictions
+                    .with_label_values(&[&p.spec.name])
+                    .inc_by(ev);
+            }
+        }
     }
 
     fn refresh_backend_gauges(&self) {
@@ -67,6 +89,7 @@ impl BackgroundService for Maintenance {
         };
         let mut seen = fingerprint(&self.state.config.load().sources);
         let mut next_poll = Instant::now();
+        let mut next_sweep = Instant::now();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.state.set_ready(true);
@@ -102,6 +125,10 @@ impl BackgroundService for Maintenance {
                         }
                     }
                     self.refresh_backend_gauges();
+                    if now >= next_sweep {
+                        next_sweep = now + SWEEP;
+                        self.maintain_rate_limits();
+                    }
                 }
             }
         }

@@ -40,6 +40,18 @@ pub struct Metrics {
     pub waf_rule_matches: IntCounterVec,
     /// Bodies over the inspection limit, by route and action (rejected or passed).
     pub waf_body_limit: IntCounterVec,
+    /// Requests refused by a rate-limit policy, by policy.
+    pub ratelimit_limited: IntCounterVec,
+    /// Requests a shadow policy would have refused, by policy.
+    pub ratelimit_shadow: IntCounterVec,
+    /// Keys tracked in process, by policy.
+    pub ratelimit_keys: IntGaugeVec,
+    /// Keys evicted to stay under `max_keys`, by policy.
+    pub ratelimit_evictions: IntCounterVec,
+    /// Redis failures during rate limiting, by the action taken (allowed or denied).
+    pub ratelimit_redis_errors: IntCounterVec,
+    /// Duration of the Redis rate-limit call.
+    pub ratelimit_redis_duration: HistogramVec,
 }
 
 /// Histogram buckets in seconds, from 0.5 ms to 30 s.
@@ -159,6 +171,57 @@ impl Metrics {
             &["route", "action"],
         )
         .unwrap_or_else(unreachable_metric);
+        let ratelimit_limited = IntCounterVec::new(
+            Opts::new(
+                "portcullis_ratelimit_limited_total",
+                "Requests refused with 429 by a rate-limit policy, by policy.",
+            ),
+            &["policy"],
+        )
+        .unwrap_or_else(unreachable_metric);
+        let ratelimit_shadow = IntCounterVec::new(
+            Opts::new(
+                "portcullis_ratelimit_shadow_limited_total",
+                "Requests a shadow-mode policy would have refused (they were admitted), by policy.",
+            ),
+            &["policy"],
+        )
+        .unwrap_or_else(unreachable_metric);
+        let ratelimit_keys = IntGaugeVec::new(
+            Opts::new(
+                "portcullis_ratelimit_keys",
+                "Keys tracked by the in-process limiter, by policy.",
+            ),
+            &["policy"],
+        )
+        .unwrap_or_else(unreachable_metric);
+        let ratelimit_evictions = IntCounterVec::new(
+            Opts::new(
+                "portcullis_ratelimit_evictions_total",
+                "Keys evicted from a full in-process key table, by policy.",
+            ),
+            &["policy"],
+        )
+        .unwrap_or_else(unreachable_metric);
+        let ratelimit_redis_errors = IntCounterVec::new(
+            Opts::new(
+                "portcullis_ratelimit_redis_errors_total",
+                "Redis failures while rate limiting, by the action taken (allowed or denied).",
+            ),
+            &["action"],
+        )
+        .unwrap_or_else(unreachable_metric);
+        let ratelimit_redis_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "portcullis_ratelimit_redis_duration_seconds",
+                "Duration of the Redis rate-limit call, failures included.",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+            ]),
+            &[],
+        )
+        .unwrap_or_else(unreachable_metric);
         let m = Metrics {
             registry,
             requests,
@@ -175,6 +238,12 @@ impl Metrics {
             waf_detections,
             waf_rule_matches,
             waf_body_limit,
+            ratelimit_limited,
+            ratelimit_shadow,
+            ratelimit_keys,
+            ratelimit_evictions,
+            ratelimit_redis_errors,
+            ratelimit_redis_duration,
         };
         m.register_all();
         m.build_info
@@ -202,6 +271,12 @@ impl Metrics {
             Box::new(self.waf_detections.clone()),
             Box::new(self.waf_rule_matches.clone()),
             Box::new(self.waf_body_limit.clone()),
+            Box::new(self.ratelimit_limited.clone()),
+            Box::new(self.ratelimit_shadow.clone()),
+            Box::new(self.ratelimit_keys.clone()),
+            Box::new(self.ratelimit_evictions.clone()),
+            Box::new(self.ratelimit_redis_errors.clone()),
+            Box::new(self.ratelimit_redis_duration.clone()),
         ];
         for c in collectors {
             // Names are fixed above and distinct; a clash would be a programming error caught

@@ -12,6 +12,8 @@ pub struct ProxyArgs<'a> {
     pub paranoia: u8,
     pub detect_only: bool,
     pub no_waf: bool,
+    /// `N/s`, `N/m` or `N/h` per client address.
+    pub rate_limit: Option<&'a str>,
 }
 
 /// The config `portcullis proxy` runs with, as YAML (JSON strings are valid YAML scalars).
@@ -25,6 +27,24 @@ pub fn proxy_config(a: &ProxyArgs<'_>) -> anyhow::Result<String> {
     ));
     if let Some(ad) = a.admin {
         y.push_str(&format!("admin:\n  address: {}\n", q(&ad.to_string())));
+    }
+    if let Some(rl) = a.rate_limit {
+        let (n, unit) = rl
+            .split_once('/')
+            .ok_or_else(|| anyhow::anyhow!("--rate-limit {rl:?}: expected N/s, N/m or N/h"))?;
+        let n: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--rate-limit {rl:?}: {n:?} is not a whole number"))?;
+        let per = match unit.trim() {
+            "s" => "1s",
+            "m" => "1m",
+            "h" => "1h",
+            u => anyhow::bail!("--rate-limit {rl:?}: unit {u:?} is not s, m or h"),
+        };
+        y.push_str(&format!(
+            "rate_limits:\n  policies:\n    - {{ name: per-client, rate: {n}, per: {per}, key: [client_ip] }}\n"
+        ));
     }
     if !a.no_waf {
         let rules: Vec<String> = if a.rules.is_empty() {

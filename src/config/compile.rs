@@ -30,6 +30,7 @@ const TOP_LEVEL: &[&str] = &[
     "upstreams",
     "routes",
     "waf",
+    "rate_limits",
 ];
 
 /// Reads, validates and compiles the config at `path`.
@@ -148,6 +149,11 @@ impl Compiler<'_> {
             (Ok(Some(g)), Some(rt)) => self.build_waf(g, rt),
             _ => None,
         };
+        let rate_limits = self
+            .rate_limits(f.rate_limits, routes.as_ref(), previous)
+            .ok()
+            .flatten()
+            .map(Arc::new);
         let mut sources = vec![self.doc.file.clone()];
         sources.append(&mut self.sources);
 
@@ -162,8 +168,9 @@ impl Compiler<'_> {
             reload: reload?,
             upstreams,
             routes: routes?,
-            pipeline: Pipeline::standard(waf.clone()),
+            pipeline: Pipeline::standard(waf.clone(), rate_limits.clone()),
             waf,
+            rate_limits,
             loaded_at: SystemTime::now(),
         })
     }

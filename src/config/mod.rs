@@ -4,6 +4,7 @@
 
 pub mod compile;
 pub mod file;
+pub mod ratelimit;
 pub mod source;
 pub mod units;
 pub mod waf;
@@ -69,6 +70,8 @@ pub struct RuntimeConfig {
     pub pipeline: Pipeline,
     /// The compiled WAF, when a `waf:` section is present.
     pub waf: Option<Arc<crate::waf::Waf>>,
+    /// Rate-limit policies, when a `rate_limits:` section is present.
+    pub rate_limits: Option<Arc<crate::ratelimit::RateLimits>>,
     /// When this config was compiled.
     pub loaded_at: SystemTime,
 }

@@ -32,6 +32,16 @@ pub struct RequestCtx {
     pub raw_query: Option<String>,
     /// What the WAF concluded, when it ran.
     pub waf: Option<crate::stage::waf::WafOutcome>,
+    /// The rate-limit policies that applied and their outcomes.
+    pub rate_limit: Vec<crate::ratelimit::PolicyState>,
+    /// A Redis failure during rate limiting, and what was done about it (`allowed`, `denied`).
+    pub redis_error: Option<&'static str>,
+    /// Time spent in the Redis rate-limit call.
+    pub redis_latency: Option<std::time::Duration>,
+    /// The API key id, once the key stage accepted a key.
+    pub key_id: Option<std::sync::Arc<str>>,
+    /// The API key's rate-limit tier.
+    pub key_tier: Option<std::sync::Arc<str>>,
     /// The selected route.
     pub route: Option<Arc<Route>>,
     /// The answer the gateway gave instead of proxying, if any.
@@ -59,6 +69,11 @@ impl RequestCtx {
             raw_path: String::new(),
             raw_query: None,
             waf: None,
+            rate_limit: Vec::new(),
+            redis_error: None,
+            redis_latency: None,
+            key_id: None,
+            key_tier: None,
             route: None,
             refusal: None,
             backend: None,

@@ -36,9 +36,25 @@ impl GatewayProxy {
     /// Writes `refusal` as the response and remembers it for logging.
     async fn respond(&self, session: &mut Session, ctx: &mut RequestCtx, refusal: Refusal) {
         let body = refusal.body(&ctx.request_id);
-        let header = refusal.header(&ctx.request_id, body.len());
+        let mut header = refusal.header(&ctx.request_id, body.len());
+        add_rate_limit_fields(&mut header, ctx);
         ctx.refusal = Some(refusal);
         write_response(session, header, body).await;
+    }
+}
+
+/// Adds the RateLimit fields of the policies that applied to the request.
+fn add_rate_limit_fields(resp: &mut ResponseHeader, ctx: &RequestCtx) {
+    if ctx.rate_limit.is_empty() {
+        return;
+    }
+    let legacy = ctx
+        .config
+        .rate_limits
+        .as_ref()
+        .is_some_and(|r| r.legacy_headers);
+    for (name, value) in crate::ratelimit::headers::fields(&ctx.rate_limit, legacy) {
+        let _ = resp.insert_header(name, value);
     }
 }
 
@@ -175,6 +191,7 @@ impl ProxyHttp for GatewayProxy {
         ctx: &mut RequestCtx,
     ) -> Result<()> {
         headers::downstream_response(upstream_response, ctx);
+        add_rate_limit_fields(upstream_response, ctx);
         Ok(())
     }
 
@@ -233,6 +250,7 @@ impl ProxyHttp for GatewayProxy {
             .waf
             .as_ref()
             .and_then(|w| self.record_waf(w, &route, ctx.refusal.as_ref()));
+        let rate_log = self.record_rate_limit(ctx);
         if let Some(e) = e {
             if ctx.refusal.is_none() && ctx.upstream_error.is_none() {
                 log::debug!("request {} failed: {e}", ctx.request_id);
@@ -262,6 +280,8 @@ impl ProxyHttp for GatewayProxy {
                 .get(http::header::USER_AGENT)
                 .and_then(|v| v.to_str().ok()),
             waf: waf_log,
+            rate_limit: rate_log,
+            key_id: ctx.key_id.as_deref(),
         };
         match serde_json::to_string(&record) {
             Ok(line) => self.state.access_log.write(line),
@@ -297,6 +317,20 @@ struct AccessRecord<'a> {
     user_agent: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     waf: Option<WafLog<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    rate_limit: Vec<RateLimitLog<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<&'a str>,
+}
+
+/// One policy's entry in the `rate_limit` field of an access-log line.
+#[derive(Serialize)]
+struct RateLimitLog<'a> {
+    policy: &'a str,
+    mode: &'static str,
+    outcome: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remaining: Option<u32>,
 }
 
 /// The `waf` field of an access-log line: enough to explain a decision.
@@ -319,6 +353,46 @@ struct WafMatchLog<'a> {
 }
 
 impl GatewayProxy {
+    /// Counts rate-limit outcomes and renders the log field.
+    fn record_rate_limit<'a>(&self, ctx: &'a RequestCtx) -> Vec<RateLimitLog<'a>> {
+        use crate::ratelimit::local::Outcome;
+        use crate::ratelimit::PolicyMode;
+        let m = &self.state.metrics;
+        if let Some(action) = ctx.redis_error {
+            m.ratelimit_redis_errors.with_label_values(&[action]).inc();
+        }
+        if let Some(d) = ctx.redis_latency {
+            m.ratelimit_redis_duration
+                .with_label_values(&[] as &[&str])
+                .observe(d.as_secs_f64());
+        }
+        ctx.rate_limit
+            .iter()
+            .map(|s| {
+                let (outcome, remaining) = match (s.mode, s.outcome) {
+                    (_, Outcome::Allowed { remaining, .. }) => ("allowed", Some(remaining)),
+                    (PolicyMode::Enforce, Outcome::Limited { .. }) => {
+                        m.ratelimit_limited.with_label_values(&[&s.name]).inc();
+                        ("limited", None)
+                    }
+                    (PolicyMode::Shadow, Outcome::Limited { .. }) => {
+                        m.ratelimit_shadow.with_label_values(&[&s.name]).inc();
+                        ("would_limit", None)
+                    }
+                };
+                RateLimitLog {
+                    policy: &s.name,
+                    mode: match s.mode {
+                        PolicyMode::Enforce => "enforce",
+                        PolicyMode::Shadow => "shadow",
+                    },
+                    outcome,
+                    remaining,
+                }
+            })
+            .collect()
+    }
+
     /// Counts the WAF outcome and renders its log field (none when nothing matched).
     fn record_waf<'a>(
         &self,

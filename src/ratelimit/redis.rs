@@ -113,7 +113,7 @@ pub struct RedisLimiter {
     client: redis::Client,
     pool: Vec<ArcSwapOption<ConnectionManager>>,
     next: AtomicUsize,
-    last_attempt: Mutex<Option<Instant>>,
+    last_failure: Mutex<Option<Instant>>,
     script: redis::Script,
 }
 
@@ -128,7 +128,7 @@ impl RedisLimiter {
             spec,
             client,
             next: AtomicUsize::new(0),
-            last_attempt: Mutex::new(None),
+            last_failure: Mutex::new(None),
             script: redis::Script::new(GCRA_SCRIPT),
         })
     }
@@ -138,27 +138,37 @@ impl RedisLimiter {
         if let Some(c) = slot.load_full() {
             return Ok((*c).clone());
         }
-        {
-            // Do not let every request try to connect to a Redis that is down.
-            let mut last = match self.last_attempt.lock() {
+        let throttled = {
+            let last = match self.last_failure.lock() {
                 Ok(g) => g,
                 Err(p) => p.into_inner(),
             };
-            if last.is_some_and(|t| t.elapsed() < Duration::from_millis(250)) {
-                return Err(RedisLimitError::Unavailable("reconnecting".into()));
-            }
-            *last = Some(Instant::now());
+            // Do not let every request try to connect to a Redis that just refused.
+            last.is_some_and(|t| t.elapsed() < Duration::from_millis(250))
+        };
+        if throttled {
+            return match self.pool.iter().find_map(|s| s.load_full()) {
+                Some(c) => Ok((*c).clone()),
+                None => Err(RedisLimitError::Unavailable("reconnecting".into())),
+            };
         }
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(self.spec.timeout)
             .set_response_timeout(self.spec.timeout)
             .set_number_of_retries(1)
             .set_max_delay(500);
-        let c = ConnectionManager::new_with_config(self.client.clone(), config)
-            .await
-            .map_err(|e| RedisLimitError::Unavailable(e.to_string()))?;
-        slot.store(Some(std::sync::Arc::new(c.clone())));
-        Ok(c)
+        match ConnectionManager::new_with_config(self.client.clone(), config).await {
+            Ok(c) => {
+                slot.store(Some(std::sync::Arc::new(c.clone())));
+                Ok(c)
+            }
+            Err(e) => {
+                if let Ok(mut last) = self.last_failure.lock() {
+                    *last = Some(Instant::now());
+                }
+                Err(RedisLimitError::Unavailable(e.to_string()))
+            }
+        }
     }
 
     /// Runs one atomic check-all-then-consume step for `checks`.

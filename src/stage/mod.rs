@@ -5,6 +5,7 @@
 //! modules add (IP lists, API key, rate limits, WAF).
 
 mod normalize;
+pub mod ratelimit;
 pub mod waf;
 
 use async_trait::async_trait;
@@ -40,9 +41,16 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// The default order of stages: normalise first, the WAF (the most expensive) last.
-    pub fn standard(waf: Option<std::sync::Arc<crate::waf::Waf>>) -> Pipeline {
+    /// The default order of stages: normalise first, rate limits, the WAF (the most
+    /// expensive) last.
+    pub fn standard(
+        waf: Option<std::sync::Arc<crate::waf::Waf>>,
+        rate_limits: Option<std::sync::Arc<crate::ratelimit::RateLimits>>,
+    ) -> Pipeline {
         let mut stages: Vec<Box<dyn Stage>> = vec![Box::new(NormalizeStage)];
+        if let Some(r) = rate_limits {
+            stages.push(Box::new(ratelimit::RateLimitStage::new(r)));
+        }
         if let Some(w) = waf {
             stages.push(Box::new(waf::WafStage::new(w)));
         }

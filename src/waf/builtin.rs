@@ -18,6 +18,10 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../../rules/protocol.yaml"),
     ),
     ("rules/rce.yaml", include_str!("../../rules/rce.yaml")),
+    (
+        "rules/redirect.yaml",
+        include_str!("../../rules/redirect.yaml"),
+    ),
     ("rules/rfi.yaml", include_str!("../../rules/rfi.yaml")),
     (
         "rules/scanners.yaml",

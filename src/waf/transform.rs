@@ -441,7 +441,7 @@ fn compress_whitespace(s: &str) -> Option<String> {
     let mut prev_ws = false;
     let needs = s.chars().any(|c| {
         let ws = c.is_whitespace();
-        let hit = (ws && prev_ws) || (ws && c != ' ');
+        let hit = ws && (prev_ws || c != ' ');
         prev_ws = ws;
         hit
     });

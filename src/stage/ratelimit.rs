@@ -1,0 +1,139 @@
+//! The rate-limit stage: finds the policies that apply to a request, checks them all (in
+//! process or in Redis) and consumes only if every enforcing one admits the request; refuses
+//! with 429 and `Retry-After` otherwise. What it found is kept for the response fields and logs.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use pingora::proxy::Session;
+
+use super::{Stage, Verdict};
+use crate::problem::Refusal;
+use crate::proxy::RequestCtx;
+use crate::ratelimit::headers::retry_after_secs;
+use crate::ratelimit::local::{check_all, Outcome};
+use crate::ratelimit::redis::{OnRedisError, RedisCheck};
+use crate::ratelimit::{KeyInputs, PolicyMode, PolicyState, RateLimits};
+
+/// Enforces the rate-limit policies of a config.
+pub struct RateLimitStage {
+    limits: Arc<RateLimits>,
+}
+
+impl RateLimitStage {
+    /// A stage for `limits`.
+    pub fn new(limits: Arc<RateLimits>) -> RateLimitStage {
+        RateLimitStage { limits }
+    }
+}
+
+#[async_trait]
+impl Stage for RateLimitStage {
+    fn name(&self) -> &'static str {
+        "rate_limit"
+    }
+
+    async fn on_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Verdict {
+        let route = ctx.route_label().to_string();
+        let req = session.req_header();
+        let inputs = KeyInputs {
+            client_ip: ctx.client_ip,
+            key_id: ctx.key_id.as_deref(),
+            tier: ctx.key_tier.as_deref(),
+            route: &route,
+            headers: &req.headers,
+        };
+        let path = req.uri.path();
+        // (policy, tier, key digest) of every policy that counts this request.
+        let applicable: Vec<_> = self
+            .limits
+            .policies
+            .iter()
+            .filter(|p| p.spec.scope.applies(&route, path, &req.method))
+            .filter_map(|p| {
+                let tier = p.tier(inputs.tier);
+                p.key(&inputs).map(|k| (p, tier, k))
+            })
+            .collect();
+        if applicable.is_empty() {
+            return Verdict::Continue;
+        }
+
+        let outcomes: Vec<Outcome> = match &self.limits.redis {
+            None => {
+                let checks: Vec<_> = applicable
+                    .iter()
+                    .map(|(p, tier, k)| {
+                        (
+                            p.limiter(*tier),
+                            u128::from_be_bytes(*k),
+                            p.spec.mode == PolicyMode::Enforce,
+                        )
+                    })
+                    .collect();
+                check_all(&checks)
+            }
+            Some(redis) => {
+                let checks: Vec<RedisCheck> = applicable
+                    .iter()
+                    .map(|(p, tier, k)| {
+                        let q = p.quota_for(*tier);
+                        RedisCheck {
+                            key: format!(
+                                "{}:{}:{}:{}",
+                                redis.spec.key_prefix,
+                                p.spec.name,
+                                tier.unwrap_or("-"),
+                                hex::encode(k)
+                            ),
+                            interval: q.interval(),
+                            burst: q.burst,
+                            enforce: p.spec.mode == PolicyMode::Enforce,
+                        }
+                    })
+                    .collect();
+                let started = Instant::now();
+                let result = redis.check_all(&checks).await;
+                ctx.redis_latency = Some(started.elapsed());
+                match result {
+                    Ok(o) => o,
+                    Err(e) => {
+                        log::warn!(
+                            "rate limiting through Redis failed ({e}); applying on_redis_error"
+                        );
+                        return match redis.spec.on_error {
+                            OnRedisError::Allow => {
+                                ctx.redis_error = Some("allowed");
+                                Verdict::Continue
+                            }
+                            OnRedisError::Deny => {
+                                ctx.redis_error = Some("denied");
+                                Verdict::Respond(Refusal::RateLimited { retry_after: 1 })
+                            }
+                        };
+                    }
+                }
+            }
+        };
+
+        let mut retry_after = None;
+        for ((p, tier, _), outcome) in applicable.iter().zip(outcomes) {
+            if let (PolicyMode::Enforce, Outcome::Limited { retry_after: wait }) =
+                (p.spec.mode, outcome)
+            {
+                retry_after = retry_after.max(Some(retry_after_secs(wait)));
+            }
+            ctx.rate_limit.push(PolicyState {
+                name: p.spec.name.clone(),
+                mode: p.spec.mode,
+                quota: p.quota_for(*tier),
+                outcome,
+            });
+        }
+        match retry_after {
+            Some(secs) => Verdict::Respond(Refusal::RateLimited { retry_after: secs }),
+            None => Verdict::Continue,
+        }
+    }
+}
