@@ -286,6 +286,9 @@ fn print_demo_banner(config: &std::path::Path) {
          \n  curl -i -H 'Host: nowhere.example' http://127.0.0.1:8080/   # no route: 404 problem+json\
          \n  curl -i \"http://127.0.0.1:8080/search?q=1'%20or%20'1'='1\"  # SQL injection: 403, blocked by the WAF\
          \n  curl -i \"http://127.0.0.1:8080/search?q=O'Brien\"            # a near miss: passes\
+         \n  for i in $(seq 8); do curl -s -o /dev/null -w '%{{http_code}} ' http://127.0.0.1:8080/limited; done; echo\
+         \n                                                 # rate limited: 5 per 10 s, then 429s\
+         \n  curl -si http://127.0.0.1:8080/limited | grep -i -e ratelimit -e retry-after\
          \n  curl -s http://127.0.0.1:9090/metrics | grep portcullis_http_requests_total\
          \n\nEdit {} and save: the gateway reloads it; a broken edit is refused and logged.\
          \nAccess log lines (JSON) follow below; a blocked request's line has a \"waf\" field naming\
