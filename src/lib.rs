@@ -7,6 +7,7 @@
 
 pub mod access_log;
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod corpus;
 pub mod demo;

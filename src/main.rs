@@ -83,6 +83,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::corpus::CorpusCommand,
     },
+    /// API-key tools.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// WAF rule tools.
     Rules {
         #[command(subcommand)]
@@ -98,6 +103,33 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:18080")]
         backend: SocketAddr,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a fresh key once, and the keys.yaml entry (with its digest) to paste.
+    New {
+        /// Key id.
+        #[arg(long)]
+        id: String,
+        /// Allowed route (repeatable).
+        #[arg(long = "route")]
+        routes: Vec<String>,
+        /// Allowed path prefix (repeatable).
+        #[arg(long = "path")]
+        paths: Vec<String>,
+        /// Allowed method (repeatable).
+        #[arg(long = "method")]
+        methods: Vec<String>,
+        /// Rate-limit tier.
+        #[arg(long)]
+        tier: Option<String>,
+        /// Expiry, RFC 3339 (e.g. 2027-01-31T00:00:00Z).
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// Read a key on standard input and print its digest (sha256:...).
+    Hash,
 }
 
 #[derive(Subcommand)]
@@ -176,6 +208,24 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             &line, &headers, body, &rules, paranoia,
         )),
         Command::Corpus { command } => Ok(cli::corpus::run(command)),
+        Command::Keys { command } => Ok(match command {
+            KeysCommand::New {
+                id,
+                routes,
+                paths,
+                methods,
+                tier,
+                expires_at,
+            } => cli::keys::new(
+                &id,
+                &routes,
+                &paths,
+                &methods,
+                tier.as_deref(),
+                expires_at.as_deref(),
+            ),
+            KeysCommand::Hash => cli::keys::hash(),
+        }),
         Command::Backend { listen } => {
             let mut server = pingora::server::Server::new(None).context("starting the backend")?;
             server.bootstrap();

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub ratelimit_redis_errors: IntCounterVec,
     /// Duration of the Redis rate-limit call.
     pub ratelimit_redis_duration: HistogramVec,
+    /// API-key failures, by reason (missing, unknown, expired, disabled, scope).
+    pub auth_failures: IntCounterVec,
 }
 
 /// Histogram buckets in seconds, from 0.5 ms to 30 s.
@@ -222,6 +224,14 @@ impl Metrics {
             &[],
         )
         .unwrap_or_else(unreachable_metric);
+        let auth_failures = IntCounterVec::new(
+            Opts::new(
+                "portcullis_auth_failures_total",
+                "Requests refused by the API-key check, by reason (missing, unknown, expired, disabled, scope).",
+            ),
+            &["reason"],
+        )
+        .unwrap_or_else(unreachable_metric);
         let m = Metrics {
             registry,
             requests,
@@ -244,6 +254,7 @@ impl Metrics {
             ratelimit_evictions,
             ratelimit_redis_errors,
             ratelimit_redis_duration,
+            auth_failures,
         };
         m.register_all();
         m.build_info
@@ -277,6 +288,7 @@ impl Metrics {
             Box::new(self.ratelimit_evictions.clone()),
             Box::new(self.ratelimit_redis_errors.clone()),
             Box::new(self.ratelimit_redis_duration.clone()),
+            Box::new(self.auth_failures.clone()),
         ];
         for c in collectors {
             // Names are fixed above and distinct; a clash would be a programming error caught

@@ -75,6 +75,8 @@ pub struct Route {
     pub upstream: Arc<UpstreamGroup>,
     /// WAF policy of this route (mode `Off` when there is no WAF).
     pub waf: Arc<crate::waf::WafPolicy>,
+    /// Whether an API key is required.
+    pub auth: bool,
 }
 
 impl Route {

@@ -1,5 +1,6 @@
 //! Command implementations of the `portcullis` binary.
 
 pub mod corpus;
+pub mod keys;
 pub mod proxy;
 pub mod rules;

@@ -31,6 +31,7 @@ const TOP_LEVEL: &[&str] = &[
     "routes",
     "waf",
     "rate_limits",
+    "api_keys",
 ];
 
 /// Reads, validates and compiles the config at `path`.
@@ -54,6 +55,7 @@ pub fn compile(
         broken_upstreams: HashSet::new(),
         upstream_names: Vec::new(),
         sources: Vec::new(),
+        has_api_keys: false,
     };
     let Some(file) = doc.deserialize::<GatewayFile>(&mut c.diags) else {
         return Err(c.diags);
@@ -75,6 +77,8 @@ pub(super) struct Compiler<'a> {
     base_dir: PathBuf,
     /// Files this config reads besides itself (rules, keys, ...), for watching.
     pub(super) sources: Vec<PathBuf>,
+    /// Whether an `api_keys:` section is present (routes may then require keys).
+    has_api_keys: bool,
     /// Upstreams that are defined but broken: routes naming them get no second error.
     broken_upstreams: HashSet<String>,
     /// Every upstream name in the file, for the unknown-upstream message.
@@ -128,6 +132,7 @@ impl Compiler<'_> {
             }
         }
         let upstreams = self.upstreams(f.upstreams, previous);
+        self.has_api_keys = matches!(&f.api_keys.0, Ok(Some(_)));
         let waf_global = self.waf_global(f.waf);
         let routes = match &waf_global {
             Ok(g) => self.routes(f.routes, &upstreams, g.as_ref()),
@@ -154,6 +159,7 @@ impl Compiler<'_> {
             .ok()
             .flatten()
             .map(Arc::new);
+        let api_keys = self.api_keys(f.api_keys, routes.as_ref()).ok().flatten();
         let mut sources = vec![self.doc.file.clone()];
         sources.append(&mut self.sources);
 
@@ -168,9 +174,10 @@ impl Compiler<'_> {
             reload: reload?,
             upstreams,
             routes: routes?,
-            pipeline: Pipeline::standard(waf.clone(), rate_limits.clone()),
+            pipeline: Pipeline::standard(waf.clone(), rate_limits.clone(), api_keys.clone()),
             waf,
             rate_limits,
+            api_keys,
             loaded_at: SystemTime::now(),
         })
     }
@@ -488,6 +495,13 @@ impl Compiler<'_> {
             }
         };
         let policy = self.route_policy(base, &r.name, r.waf.as_ref(), waf);
+        if r.auth == super::file::AuthFile::ApiKey && !self.has_api_keys {
+            self.err(
+                &format!("{base}.auth"),
+                "api_key needs an api_keys: section naming the keys file",
+            );
+            ok = false;
+        }
         if !ok {
             return None;
         }
@@ -497,6 +511,7 @@ impl Compiler<'_> {
             prefix,
             upstream: upstream?,
             waf: Arc::new(policy?),
+            auth: r.auth == super::file::AuthFile::ApiKey,
         })
     }
 }

@@ -44,6 +44,9 @@ pub struct GatewayFile {
     /// Rate-limit policies and the optional shared (Redis) backend.
     #[serde(default)]
     pub rate_limits: Parsed<Option<RateLimitsFile>>,
+    /// API keys: the keys file and where requests carry the key.
+    #[serde(default)]
+    pub api_keys: Parsed<Option<ApiKeysFile>>,
     /// Anything else at the top level: each key is reported as an unknown field.
     #[serde(flatten)]
     pub unknown: IndexMap<String, serde_yaml::Value>,
@@ -239,6 +242,50 @@ pub struct RouteFile {
     /// WAF settings for this route, overriding the global `waf:` ones.
     #[serde(default)]
     pub waf: Option<RouteWafFile>,
+    /// `api_key` to require an API key on this route; `none` (default) otherwise.
+    #[serde(default = "default_auth")]
+    pub auth: AuthFile,
+}
+
+/// Authentication of a route.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthFile {
+    /// No authentication.
+    None,
+    /// An API key from the keys file.
+    ApiKey,
+}
+
+fn default_auth() -> AuthFile {
+    AuthFile::None
+}
+
+/// `api_keys:`.
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeysFile {
+    /// The keys file (digests only), relative to this file.
+    pub file: String,
+    /// Where the key is looked for, in order: `header:<name>`, `bearer`, `query:<name>`.
+    #[serde(default = "default_key_sources")]
+    pub sources: Vec<String>,
+    /// Header that carries the key id to the backend.
+    #[serde(default = "default_key_id_header")]
+    pub key_id_header: String,
+    /// Remove the key from the request before it goes upstream.
+    #[serde(default = "yes")]
+    pub strip: bool,
+}
+
+fn default_key_sources() -> Vec<String> {
+    vec!["header:X-API-Key".into(), "bearer".into()]
+}
+fn default_key_id_header() -> String {
+    "X-Portcullis-Key-Id".into()
+}
+fn yes() -> bool {
+    true
 }
 
 /// `waf:` — the rules and the default policy of every route.

@@ -2,6 +2,7 @@
 //! located errors ([`source`], [`compile`]), and the compiled [`RuntimeConfig`] the request path
 //! reads. A `RuntimeConfig` is built once per (re)load and swapped in whole.
 
+pub mod auth;
 pub mod compile;
 pub mod file;
 pub mod ratelimit;
@@ -72,6 +73,8 @@ pub struct RuntimeConfig {
     pub waf: Option<Arc<crate::waf::Waf>>,
     /// Rate-limit policies, when a `rate_limits:` section is present.
     pub rate_limits: Option<Arc<crate::ratelimit::RateLimits>>,
+    /// API keys, when an `api_keys:` section is present.
+    pub api_keys: Option<Arc<crate::auth::ApiKeys>>,
     /// When this config was compiled.
     pub loaded_at: SystemTime,
 }

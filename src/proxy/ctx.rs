@@ -42,6 +42,8 @@ pub struct RequestCtx {
     pub key_id: Option<std::sync::Arc<str>>,
     /// The API key's rate-limit tier.
     pub key_tier: Option<std::sync::Arc<str>>,
+    /// Where the accepted API key was found (stripped before proxying).
+    pub key_source: Option<crate::auth::KeySource>,
     /// The selected route.
     pub route: Option<Arc<Route>>,
     /// The answer the gateway gave instead of proxying, if any.
@@ -74,6 +76,7 @@ impl RequestCtx {
             redis_latency: None,
             key_id: None,
             key_tier: None,
+            key_source: None,
             route: None,
             refusal: None,
             backend: None,

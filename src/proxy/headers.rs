@@ -95,6 +95,47 @@ pub fn upstream_request(req: &mut pingora::http::RequestHeader, ctx: &RequestCtx
         let _ = req.insert_header("X-Forwarded-Proto", if ctx.tls { "https" } else { "http" });
     }
     let _ = req.insert_header("X-Request-Id", ctx.request_id.as_str());
+    if let Some(keys) = &ctx.config.api_keys {
+        // Whatever a client sends as the key-id header is not believed.
+        req.remove_header(&keys.key_id_header);
+        if let Some(id) = &ctx.key_id {
+            let _ = req.insert_header(keys.key_id_header.clone(), &**id);
+        }
+        if keys.strip {
+            if let Some(src) = &ctx.key_source {
+                strip_key(req, src);
+            }
+        }
+    }
+}
+
+/// Removes the API key from where it was found.
+fn strip_key(req: &mut pingora::http::RequestHeader, src: &crate::auth::KeySource) {
+    use crate::auth::KeySource;
+    match src {
+        KeySource::Header(h) => {
+            req.remove_header(h);
+        }
+        KeySource::Bearer => {
+            req.remove_header(&http::header::AUTHORIZATION);
+        }
+        KeySource::Query(name) => {
+            let Some(q) = req.uri.query() else { return };
+            let kept: Vec<&str> = q
+                .split('&')
+                .filter(|p| p.split('=').next() != Some(name.as_str()))
+                .collect();
+            let path = req.uri.path().to_string();
+            let new = if kept.is_empty() {
+                path
+            } else {
+                format!("{path}?{}", kept.join("&"))
+            };
+            if let Ok(uri) = new.parse::<http::Uri>() {
+                req.set_uri(uri);
+            }
+        }
+    }
 }
 
 /// Prepares the response header sent to the client.

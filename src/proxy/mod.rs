@@ -245,6 +245,9 @@ impl ProxyHttp for GatewayProxy {
             .observe(elapsed.as_secs_f64());
         if let Some(r) = &ctx.refusal {
             m.refusals.with_label_values(&[&route, r.reason()]).inc();
+            if let Refusal::Auth(f) = r {
+                m.auth_failures.with_label_values(&[f.label()]).inc();
+            }
         }
         let waf_log = ctx
             .waf

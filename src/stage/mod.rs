@@ -4,6 +4,7 @@
 //! cheapest first: normalise (request id, client IP, route), then the access checks that later
 //! modules add (IP lists, API key, rate limits, WAF).
 
+pub mod apikey;
 mod normalize;
 pub mod ratelimit;
 pub mod waf;
@@ -41,13 +42,17 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// The default order of stages: normalise first, rate limits, the WAF (the most
-    /// expensive) last.
+    /// The default order of stages: normalise first, then API keys, rate limits (which may be
+    /// keyed by the API key), and the WAF (the most expensive) last.
     pub fn standard(
         waf: Option<std::sync::Arc<crate::waf::Waf>>,
         rate_limits: Option<std::sync::Arc<crate::ratelimit::RateLimits>>,
+        api_keys: Option<std::sync::Arc<crate::auth::ApiKeys>>,
     ) -> Pipeline {
         let mut stages: Vec<Box<dyn Stage>> = vec![Box::new(NormalizeStage)];
+        if let Some(k) = api_keys {
+            stages.push(Box::new(apikey::ApiKeyStage::new(k)));
+        }
         if let Some(r) = rate_limits {
             stages.push(Box::new(ratelimit::RateLimitStage::new(r)));
         }

@@ -352,8 +352,8 @@ pub fn js_decode(s: &str) -> Option<String> {
                     i += 4;
                 }
                 None => {
-                    out.push(n);
-                    i += 2;
+                    out.push(c);
+                    i += 1;
                 }
             },
             'u' | 'U' => {
@@ -365,8 +365,8 @@ pub fn js_decode(s: &str) -> Option<String> {
                             i += 4 + e;
                         }
                         _ => {
-                            out.push(n);
-                            i += 2;
+                            out.push(c);
+                            i += 1;
                         }
                     }
                 } else {
@@ -376,8 +376,8 @@ pub fn js_decode(s: &str) -> Option<String> {
                             i += 6;
                         }
                         None => {
-                            out.push(n);
-                            i += 2;
+                            out.push(c);
+                            i += 1;
                         }
                     }
                 }
@@ -502,10 +502,11 @@ fn comments(s: &str, replacement: &str) -> Option<String> {
     Some(out)
 }
 
-/// Decodes `s` when all of it is base64 (standard or URL-safe, padding optional) of at least
+/// Decodes `s` (a leading `/` ignored) when all of it is base64 (standard or URL-safe, padding optional) of at least
 /// four characters and the result is UTF-8 text with few control characters.
 pub fn base64_decode(s: &str) -> Option<String> {
-    let t = s.trim();
+    // A path segment can carry base64 too (`/e3s3Kjd9fQ`).
+    let t = s.trim().trim_start_matches('/');
     if t.len() < 4 {
         return None;
     }
@@ -659,6 +660,7 @@ mod tests {
             r"C:\windows\win.ini"
         );
         assert_eq!(t(Transform::JsDecode, r"w\ho\am\i"), r"w\ho\am\i");
+        assert_eq!(t(Transform::JsDecode, r"C:\xampp\users"), r"C:\xampp\users");
     }
 
     #[test]
@@ -695,6 +697,8 @@ mod tests {
     fn base64_only_when_it_decodes_to_text() {
         assert_eq!(t(Transform::Base64Decode, "PHNjcmlwdD4="), "<script>");
         assert_eq!(t(Transform::Base64Decode, "JHs3Kjd9"), "${7*7}");
+        assert_eq!(t(Transform::Base64Decode, "/e3s3Kjd9fQ"), "{{7*7}}");
+        assert_eq!(t(Transform::Base64Decode, "/images"), "/images");
         // Words that happen to be valid base64 decode to binary and are kept.
         assert_eq!(t(Transform::Base64Decode, "password"), "password");
         assert_eq!(t(Transform::Base64Decode, "hello world"), "hello world");
