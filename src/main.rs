@@ -339,6 +339,9 @@ fn print_demo_banner(config: &std::path::Path) {
          \n  for i in $(seq 8); do curl -s -o /dev/null -w '%{{http_code}} ' http://127.0.0.1:8080/limited; done; echo\
          \n                                                 # rate limited: 5 per 10 s, then 429s\
          \n  curl -si http://127.0.0.1:8080/limited | grep -i -e ratelimit -e retry-after\
+         \n  curl -i http://127.0.0.1:8080/private          # 401: an API key is required\
+         \n  curl -i -H 'X-API-Key: demo-key-do-not-use-in-production' http://127.0.0.1:8080/private\
+         \n                                                 # 200; the echo shows x-portcullis-key-id, not the key\
          \n  curl -s http://127.0.0.1:9090/metrics | grep portcullis_http_requests_total\
          \n\nEdit {} and save: the gateway reloads it; a broken edit is refused and logged.\
          \nAccess log lines (JSON) follow below; a blocked request's line has a \"waf\" field naming\

@@ -1,0 +1,230 @@
+//! End-to-end API keys: every key source, each refusal reason, what the backend sees, revoking
+//! by editing the keys file, tiers feeding rate limits.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::*;
+use portcullis::auth::keyfile::digest_text;
+
+const GOOD: &str = "pc_test_good-key-0001";
+const SCOPED: &str = "pc_test_scoped-key-0002";
+const OLD: &str = "pc_test_expired-key-0003";
+const OFF: &str = "pc_test_disabled-key-0004";
+const GOLD: &str = "pc_test_gold-key-0005";
+
+fn keys_yaml(extra: &str) -> String {
+    format!(
+        r#"keys:
+  - {{ id: good, digest: "{}" }}
+  - id: scoped
+    digest: "{}"
+    scopes: [{{ routes: [api], path_prefixes: [/api/orders], methods: [GET] }}]
+  - {{ id: old, digest: "{}", expires_at: "2020-01-01T00:00:00Z" }}
+  - {{ id: off, digest: "{}", disabled: true }}
+  - {{ id: gold, digest: "{}", tier: gold }}
+{extra}"#,
+        digest_text(GOOD),
+        digest_text(SCOPED),
+        digest_text(OLD),
+        digest_text(OFF),
+        digest_text(GOLD)
+    )
+}
+
+fn gateway(be: &Backend) -> TestGateway {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("keys.yaml"), keys_yaml("")).unwrap();
+    TestGateway::start_in(
+        dir,
+        &format!(
+            r#"server: {{ threads: 1 }}
+listeners:
+  - {{ name: main, address: 127.0.0.1:0 }}
+admin: {{ address: 127.0.0.1:0 }}
+access_log: {{ path: access.log }}
+reload: {{ poll_interval: 50ms }}
+upstreams:
+  app: {{ backends: ["{}"] }}
+routes:
+  - {{ name: api, path_prefix: /api, upstream: app, auth: api_key }}
+  - {{ name: public, upstream: app }}
+api_keys:
+  file: keys.yaml
+  sources: ["header:X-API-Key", bearer, "query:api_key"]
+rate_limits:
+  policies:
+    - name: per-key
+      rate: 2
+      per: 60s
+      key: [api_key]
+      tiers: {{ gold: {{ rate: 5 }} }}
+"#,
+            be.addr
+        ),
+    )
+}
+
+async fn call(gw: &TestGateway, path: &str, key: Option<&str>) -> reqwest::Response {
+    let mut r = client().get(gw.url(path));
+    if let Some(k) = key {
+        r = r.header("X-API-Key", k);
+    }
+    r.send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_checked_and_each_failure_has_its_status() {
+    let be = Backend::start("app");
+    let gw = gateway(&be);
+
+    let r = call(&gw, "/api/orders", None).await;
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert_eq!(
+        call(&gw, "/api/orders", Some("pc_test_wrong"))
+            .await
+            .status(),
+        401
+    );
+    assert_eq!(call(&gw, "/api/orders", Some(OLD)).await.status(), 403);
+    assert_eq!(call(&gw, "/api/orders", Some(OFF)).await.status(), 403);
+    assert_eq!(call(&gw, "/api/orders/7", Some(SCOPED)).await.status(), 200);
+    assert_eq!(
+        call(&gw, "/api/users", Some(SCOPED)).await.status(),
+        403,
+        "path out of scope"
+    );
+    let r = client()
+        .post(gw.url("/api/orders"))
+        .header("X-API-Key", SCOPED)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "method out of scope");
+    assert_eq!(
+        call(&gw, "/public", None).await.status(),
+        200,
+        "routes without auth need no key"
+    );
+    assert_eq!(be.count(), 2, "refused requests never reach the backend");
+
+    for (reason, n) in [
+        ("missing", 1.0),
+        ("unknown", 1.0),
+        ("expired", 1.0),
+        ("disabled", 1.0),
+        ("scope", 2.0),
+    ] {
+        gw.wait_metric(
+            &format!("portcullis_auth_failures_total{{reason=\"{reason}\"}}"),
+            n,
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_source_works_and_the_backend_sees_the_id_not_the_key() {
+    let be = Backend::start("app");
+    let gw = gateway(&be);
+    let cl = client();
+
+    let r = cl
+        .get(gw.url("/api/x"))
+        .header("X-API-Key", GOLD)
+        .header("X-Portcullis-Key-Id", "admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let seen = be.last();
+    assert_eq!(
+        seen.header("x-portcullis-key-id").as_deref(),
+        Some("gold"),
+        "a client cannot choose its key id"
+    );
+    assert!(seen.header("x-api-key").is_none(), "the key is stripped");
+
+    let r = cl
+        .get(gw.url("/api/x"))
+        .bearer_auth(GOLD)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(be.last().header("authorization").is_none());
+
+    let r = cl
+        .get(gw.url(&format!("/api/x?a=1&api_key={GOLD}&b=2")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(be.last().target, "/api/x?a=1&b=2");
+
+    let line = gw.log_line(&rid).await;
+    assert_eq!(line["key_id"], "gold");
+    let log = std::fs::read_to_string(gw.path("access.log")).unwrap();
+    assert!(
+        !log.contains(GOLD),
+        "the access log must never contain a key"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_by_editing_the_file_applies_without_restart_and_bad_files_are_refused() {
+    let be = Backend::start("app");
+    let gw = gateway(&be);
+    assert_eq!(call(&gw, "/api/x", Some(GOOD)).await.status(), 200);
+
+    // A file with a key in clear is refused; the old keys keep working.
+    let k = portcullis::auth::secret::generate();
+    write_atomically(
+        &gw.path("keys.yaml"),
+        &keys_yaml(&format!("  - {{ id: oops, digest: \"{k}\" }}\n")),
+    );
+    gw.wait_metric(r#"portcullis_config_reloads_total{result="failure"}"#, 1.0)
+        .await;
+    assert_eq!(call(&gw, "/api/x", Some(GOOD)).await.status(), 200);
+
+    // Revoke "good" and add a new key.
+    let revoked = keys_yaml("  - { id: newcomer, digest: \"NEW\" }\n")
+        .replace(
+            &format!("{{ id: good, digest: \"{}\" }}", digest_text(GOOD)),
+            &format!(
+                "{{ id: good, digest: \"{}\", disabled: true }}",
+                digest_text(GOOD)
+            ),
+        )
+        .replace(
+            "\"NEW\"",
+            &format!("\"{}\"", digest_text("pc_test_new-0006")),
+        );
+    write_atomically(&gw.path("keys.yaml"), &revoked);
+    gw.wait_metric(r#"portcullis_config_reloads_total{result="success"}"#, 1.0)
+        .await;
+    assert_eq!(call(&gw, "/api/x", Some(GOOD)).await.status(), 403);
+    assert_eq!(
+        call(&gw, "/api/x", Some("pc_test_new-0006")).await.status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_tier_selects_its_rate_limit() {
+    let be = Backend::start("app");
+    let gw = gateway(&be);
+    let mut plain = Vec::new();
+    let mut gold = Vec::new();
+    for _ in 0..6 {
+        plain.push(call(&gw, "/api/x", Some(GOOD)).await.status().as_u16());
+        gold.push(call(&gw, "/api/x", Some(GOLD)).await.status().as_u16());
+    }
+    assert_eq!(plain, vec![200, 200, 429, 429, 429, 429]);
+    assert_eq!(gold, vec![200, 200, 200, 200, 200, 429]);
+    let r = call(&gw, "/api/x", Some(GOLD)).await;
+    assert_eq!(r.headers()["ratelimit-policy"], "\"per-key\";q=5;w=60");
+}
