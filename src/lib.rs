@@ -22,5 +22,6 @@ pub mod route;
 pub mod server;
 pub mod stage;
 pub mod state;
+pub mod tls;
 pub mod upstream;
 pub mod waf;

@@ -83,6 +83,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::corpus::CorpusCommand,
     },
+    /// Certificate tools.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
     /// API-key tools.
     Keys {
         #[command(subcommand)]
@@ -102,6 +107,22 @@ enum Command {
         /// Address of the built-in echo backend (must match the demo config's upstream).
         #[arg(long, default_value = "127.0.0.1:18080")]
         backend: SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Write a self-signed certificate and key for development (never for production).
+    SelfSigned {
+        /// DNS name or IP address the certificate is for (repeatable).
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+        /// Where to write the certificate (PEM).
+        #[arg(long, default_value = "certs/dev-cert.pem")]
+        cert: PathBuf,
+        /// Where to write the private key (PEM, mode 0600).
+        #[arg(long, default_value = "certs/dev-key.pem")]
+        key: PathBuf,
     },
 }
 
@@ -208,6 +229,19 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             &line, &headers, body, &rules, paranoia,
         )),
         Command::Corpus { command } => Ok(cli::corpus::run(command)),
+        Command::Certs {
+            command: CertsCommand::SelfSigned { names, cert, key },
+        } => {
+            portcullis::tls::certs::write_self_signed(&names, &cert, &key)
+                .map_err(anyhow::Error::msg)?;
+            println!(
+                "wrote {} and {} for {} (self-signed: for development only)",
+                cert.display(),
+                key.display(),
+                names.join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keys { command } => Ok(match command {
             KeysCommand::New {
                 id,
@@ -328,11 +362,12 @@ fn check(config: &std::path::Path) -> ExitCode {
 fn print_demo_banner(config: &std::path::Path) {
     println!(
         "\nPortcullis demo ({})\n\
-         \n  gateway   http://127.0.0.1:8080\
+         \n  gateway   http://127.0.0.1:8080  and  https://127.0.0.1:8443 (self-signed: curl -k)\
          \n  admin     http://127.0.0.1:9090/metrics\
          \n\nTry:\
          \n  curl -i http://127.0.0.1:8080/hello            # proxied to the echo backend\
          \n  curl -i http://127.0.0.1:8080/api/items        # the 'api' route (longest prefix wins)\
+         \n  curl -ik --http2 https://127.0.0.1:8443/hello  # HTTPS, HTTP/2 negotiated with ALPN\
          \n  curl -i -H 'Host: nowhere.example' http://127.0.0.1:8080/   # no route: 404 problem+json\
          \n  curl -i \"http://127.0.0.1:8080/search?q=1'%20or%20'1'='1\"  # SQL injection: 403, blocked by the WAF\
          \n  curl -i \"http://127.0.0.1:8080/search?q=O'Brien\"            # a near miss: passes\

@@ -5,8 +5,8 @@
 //! status class, reason) — never a client address, key or free text from a request.
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 /// The metric families; one instance per gateway process, shared across config reloads.
@@ -54,6 +54,14 @@ pub struct Metrics {
     pub ratelimit_redis_duration: HistogramVec,
     /// API-key failures, by reason (missing, unknown, expired, disabled, scope).
     pub auth_failures: IntCounterVec,
+    /// TLS ClientHellos that reached certificate selection, by listener.
+    pub tls_client_hellos: IntCounterVec,
+    /// Completed TLS handshakes, by listener and version.
+    pub tls_handshakes: IntCounterVec,
+    /// TLS handshake failures the gateway can attribute, by listener and reason.
+    pub tls_failures: IntCounterVec,
+    /// Expiry of each served certificate, by listener and certificate name.
+    pub tls_expiry: GaugeVec,
 }
 
 /// Histogram buckets in seconds, from 0.5 ms to 30 s.
@@ -232,6 +240,38 @@ impl Metrics {
             &["reason"],
         )
         .unwrap_or_else(unreachable_metric);
+        let tls_client_hellos = IntCounterVec::new(
+            Opts::new(
+                "portcullis_tls_client_hellos_total",
+                "TLS ClientHellos that reached certificate selection, by listener (minus completed handshakes: failures after the hello).",
+            ),
+            &["listener"],
+        )
+        .unwrap_or_else(unreachable_metric);
+        let tls_handshakes = IntCounterVec::new(
+            Opts::new(
+                "portcullis_tls_handshakes_total",
+                "Completed TLS handshakes, by listener and protocol version.",
+            ),
+            &["listener", "version"],
+        )
+        .unwrap_or_else(unreachable_metric);
+        let tls_failures = IntCounterVec::new(
+            Opts::new(
+                "portcullis_tls_handshake_failures_total",
+                "TLS handshake failures, by listener and reason (client_cert_invalid, no_certificate).",
+            ),
+            &["listener", "reason"],
+        )
+        .unwrap_or_else(unreachable_metric);
+        let tls_expiry = GaugeVec::new(
+            Opts::new(
+                "portcullis_tls_certificate_expiry_timestamp_seconds",
+                "Unix time at which each served certificate expires, by listener and certificate name.",
+            ),
+            &["listener", "certificate"],
+        )
+        .unwrap_or_else(unreachable_metric);
         let m = Metrics {
             registry,
             requests,
@@ -255,6 +295,10 @@ impl Metrics {
             ratelimit_redis_errors,
             ratelimit_redis_duration,
             auth_failures,
+            tls_client_hellos,
+            tls_handshakes,
+            tls_failures,
+            tls_expiry,
         };
         m.register_all();
         m.build_info
@@ -289,6 +333,10 @@ impl Metrics {
             Box::new(self.ratelimit_redis_errors.clone()),
             Box::new(self.ratelimit_redis_duration.clone()),
             Box::new(self.auth_failures.clone()),
+            Box::new(self.tls_client_hellos.clone()),
+            Box::new(self.tls_handshakes.clone()),
+            Box::new(self.tls_failures.clone()),
+            Box::new(self.tls_expiry.clone()),
         ];
         for c in collectors {
             // Names are fixed above and distinct; a clash would be a programming error caught
@@ -310,6 +358,12 @@ impl Metrics {
             log::error!("metrics encoding failed: {e}");
         }
         buf
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
     }
 }
 

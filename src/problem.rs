@@ -46,6 +46,13 @@ pub enum Refusal {
     Auth(AuthFailure),
     /// 403: the client address is denied.
     IpDenied,
+    /// 403: the route needs a verified client certificate.
+    ClientCertRequired,
+    /// 308: this listener serves HTTPS only; the client is sent to the HTTPS URL.
+    HttpsRedirect {
+        /// The `Location`.
+        location: String,
+    },
     /// 403: the WAF blocked the request.
     WafBlocked,
     /// 413: the body is larger than the route allows.
@@ -85,7 +92,8 @@ impl Refusal {
             Refusal::NoRoute => 404,
             Refusal::Auth(AuthFailure::Missing | AuthFailure::Unknown) => 401,
             Refusal::Auth(_) => 403,
-            Refusal::IpDenied | Refusal::WafBlocked => 403,
+            Refusal::IpDenied | Refusal::WafBlocked | Refusal::ClientCertRequired => 403,
+            Refusal::HttpsRedirect { .. } => 308,
             Refusal::BodyTooLarge => 413,
             Refusal::RateLimited { .. } => 429,
             Refusal::NoHealthyBackend | Refusal::BadGateway => 502,
@@ -106,6 +114,8 @@ impl Refusal {
             Refusal::Auth(AuthFailure::Disabled) => "auth_disabled",
             Refusal::Auth(AuthFailure::Scope) => "auth_scope",
             Refusal::IpDenied => "ip_denied",
+            Refusal::ClientCertRequired => "client_cert_required",
+            Refusal::HttpsRedirect { .. } => "https_redirect",
             Refusal::WafBlocked => "waf_blocked",
             Refusal::BodyTooLarge => "body_too_large",
             Refusal::RateLimited { .. } => "rate_limited",
@@ -122,6 +132,7 @@ impl Refusal {
             400 => "Bad Request",
             401 => "Unauthorized",
             403 => "Forbidden",
+            308 => "Permanent Redirect",
             404 => "Not Found",
             413 => "Content Too Large",
             429 => "Too Many Requests",
@@ -140,6 +151,8 @@ impl Refusal {
             Refusal::Auth(AuthFailure::Unknown) => "The API key is not valid.",
             Refusal::Auth(_) => "The API key is not allowed to make this request.",
             Refusal::IpDenied => "Requests from this address are not allowed.",
+            Refusal::ClientCertRequired => "A valid client certificate is required.",
+            Refusal::HttpsRedirect { .. } => "This service is available over HTTPS only.",
             Refusal::WafBlocked => "The request was blocked by the security policy.",
             Refusal::BodyTooLarge => "The request body is larger than this route accepts.",
             Refusal::RateLimited { .. } => "Rate limit exceeded; retry after the indicated time.",
@@ -188,6 +201,10 @@ impl Refusal {
             Refusal::RateLimited { retry_after } => {
                 let _ = h.insert_header("Retry-After", retry_after.to_string());
             }
+            Refusal::HttpsRedirect { location } => {
+                let _ = h.insert_header("Location", location.as_str());
+                let _ = h.insert_header("Cache-Control", "max-age=300");
+            }
             _ => {}
         }
         h
@@ -214,6 +231,10 @@ mod tests {
             Refusal::Auth(AuthFailure::Disabled),
             Refusal::Auth(AuthFailure::Scope),
             Refusal::IpDenied,
+            Refusal::ClientCertRequired,
+            Refusal::HttpsRedirect {
+                location: "https://x/".into(),
+            },
             Refusal::WafBlocked,
             Refusal::BodyTooLarge,
             Refusal::RateLimited { retry_after: 3 },

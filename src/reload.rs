@@ -21,6 +21,7 @@ pub fn reload(state: &GatewayState, trigger: &str) -> Result<(), Diagnostics> {
         Ok(new) => {
             warn_about_restart_only_changes(&current, &new);
             state.access_log.retarget(&new.access_log);
+            state.update_tls(&new);
             state.config.store(Arc::new(new));
             state.metrics.backend_up.reset();
             state

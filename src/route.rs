@@ -77,6 +77,8 @@ pub struct Route {
     pub waf: Arc<crate::waf::WafPolicy>,
     /// Whether an API key is required.
     pub auth: bool,
+    /// Whether a verified client certificate is required.
+    pub require_client_cert: bool,
 }
 
 impl Route {

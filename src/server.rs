@@ -42,6 +42,14 @@ pub enum StartError {
     /// The config has problems.
     #[error("{0}")]
     Config(Diagnostics),
+    /// A TLS listener could not be set up.
+    #[error("listener {listener}: {message}")]
+    Tls {
+        /// The listener.
+        listener: String,
+        /// What failed.
+        message: String,
+    },
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -108,11 +116,29 @@ pub fn prepare_with(
     );
     let mut prebound = Vec::new();
     let mut listeners = Vec::new();
+    let mut tls_objects = Vec::new();
     for l in &listener_specs {
         let addr = bind_if_ephemeral(l.addr, &mut prebound)?;
-        proxy.add_tcp(&addr.to_string());
+        match &l.tls {
+            Some(spec) => {
+                let tls_err = |message: String| StartError::Tls {
+                    listener: l.name.clone(),
+                    message,
+                };
+                let t = crate::tls::ListenerTls::new(&l.name, spec, state.metrics.clone())
+                    .map_err(tls_err)?;
+                let settings = t.settings(spec).map_err(tls_err)?;
+                proxy.add_tls_with_settings(&addr.to_string(), None, settings);
+                tls_objects.push(t);
+            }
+            None => proxy.add_tcp(&addr.to_string()),
+        }
         listeners.push((l.name.clone(), addr));
     }
+    let _ = state
+        .bound
+        .set(listeners.iter().map(|(n, a)| (*a, n.clone())).collect());
+    let _ = state.tls.set(tls_objects);
     server.add_service(Prebound {
         inner: proxy,
         sockets: prebound,
@@ -176,8 +202,13 @@ impl Prepared {
 
     /// Runs until `shutdown` fires.
     pub fn run_with(self, args: RunArgs) {
+        let cfg = self.state.config.load();
         for (name, addr) in &self.listeners {
-            log::info!("listening {name} on http://{addr}");
+            let scheme = match cfg.listeners.iter().find(|l| &l.name == name) {
+                Some(l) if l.tls.is_some() => "https",
+                _ => "http",
+            };
+            log::info!("listening {name} on {scheme}://{addr}");
         }
         if let Some(a) = self.admin {
             log::info!("listening admin on http://{a}");

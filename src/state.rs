@@ -49,6 +49,10 @@ pub struct GatewayState {
     pub metrics: Arc<Metrics>,
     /// The access-log writer.
     pub access_log: AccessLog,
+    /// Bound listener addresses and their names (set once the listeners are bound).
+    pub bound: std::sync::OnceLock<Vec<(std::net::SocketAddr, String)>>,
+    /// TLS objects of the TLS listeners, by name (they outlive reloads).
+    pub tls: std::sync::OnceLock<Vec<Arc<crate::tls::ListenerTls>>>,
     ready: AtomicBool,
 }
 
@@ -62,7 +66,35 @@ impl GatewayState {
             source,
             metrics,
             access_log,
+            bound: std::sync::OnceLock::new(),
+            tls: std::sync::OnceLock::new(),
             ready: AtomicBool::new(false),
+        }
+    }
+
+    /// The name of the listener that accepted a connection on local address `local`.
+    pub fn listener_name(&self, local: Option<std::net::SocketAddr>) -> Option<&str> {
+        let local = local?;
+        let bound = self.bound.get()?;
+        bound
+            .iter()
+            .find(|(a, _)| *a == local)
+            .or_else(|| {
+                bound
+                    .iter()
+                    .find(|(a, _)| a.ip().is_unspecified() && a.port() == local.port())
+            })
+            .map(|(_, n)| n.as_str())
+    }
+
+    /// Gives the TLS listeners the certificates of a newly loaded config.
+    pub fn update_tls(&self, cfg: &RuntimeConfig) {
+        let Some(list) = self.tls.get() else { return };
+        for t in list {
+            match cfg.listeners.iter().find(|l| l.name == t.name).and_then(|l| l.tls.as_ref()) {
+                Some(spec) => t.update(spec),
+                None => log::warn!("listener {} lost its TLS settings; keeping the current certificates until restart", t.name),
+            }
         }
     }
 

@@ -37,6 +37,17 @@ pub struct HealthSpec {
     pub unhealthy_after: usize,
 }
 
+/// TLS towards the backends of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UpstreamTls {
+    /// Server name sent (SNI) and verified.
+    pub sni: String,
+    /// DER certificates of a CA bundle to verify against (default: system roots).
+    pub ca: Option<Vec<Vec<u8>>>,
+    /// Verify certificate and name.
+    pub verify: bool,
+}
+
 /// Everything that defines a group; two equal specs can share one group (and its health state).
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamSpec {
@@ -50,6 +61,8 @@ pub struct UpstreamSpec {
     pub write_timeout: Duration,
     /// Active health check, if any.
     pub health: Option<HealthSpec>,
+    /// TLS to the backends, if any.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// A named group of backends.
@@ -59,6 +72,8 @@ pub struct UpstreamGroup {
     /// What the group was built from.
     pub spec: UpstreamSpec,
     lb: LoadBalancer<RoundRobin>,
+    ca: Option<Arc<pingora::protocols::tls::CaType>>,
+    pool_key: u64,
     next_check: Mutex<Instant>,
     checking: AtomicBool,
 }
@@ -86,16 +101,30 @@ impl UpstreamGroup {
             .collect();
         let discovery = Static::new(backends);
         let mut backends = Backends::new(discovery);
+        let ca = spec
+            .tls
+            .as_ref()
+            .and_then(|t| t.ca.as_ref())
+            .map(|ders| ca_list(ders));
         if let Some(h) = &spec.health {
-            backends.set_health_check(health_check(h));
+            backends.set_health_check(health_check(h, spec.tls.as_ref(), ca.clone()));
         }
         let lb = LoadBalancer::<RoundRobin>::from_backends(backends);
         // Static discovery never waits; run the first update to fill the selector.
         let _ = futures_now(lb.update());
+        let pool_key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            name.hash(&mut h);
+            spec.tls.hash(&mut h);
+            h.finish()
+        };
         UpstreamGroup {
             name: name.into(),
             spec,
             lb,
+            ca,
+            pool_key,
             next_check: Mutex::new(Instant::now()),
             checking: AtomicBool::new(false),
         }
@@ -112,7 +141,19 @@ impl UpstreamGroup {
 
     /// A Pingora peer for `addr` with this group's timeouts.
     pub fn peer(&self, addr: SocketAddr) -> HttpPeer {
-        let mut peer = HttpPeer::new(addr, false, String::new());
+        let mut peer = match &self.spec.tls {
+            Some(t) => {
+                let mut p = HttpPeer::new(addr, true, t.sni.clone());
+                p.options.verify_cert = t.verify;
+                p.options.verify_hostname = t.verify;
+                p.options.ca = self.ca.clone();
+                p
+            }
+            None => HttpPeer::new(addr, false, String::new()),
+        };
+        // Pingora pools connections by address, SNI and verification flags, not by CA bundle;
+        // a per-group key keeps a connection verified for one group from serving another.
+        peer.group_key = self.pool_key;
         peer.options.connection_timeout = Some(self.spec.connect_timeout);
         peer.options.total_connection_timeout = Some(self.spec.connect_timeout);
         peer.options.read_timeout = Some(self.spec.read_timeout);
@@ -154,10 +195,28 @@ impl UpstreamGroup {
     }
 }
 
-fn health_check(h: &HealthSpec) -> Box<dyn pingora::lb::health_check::HealthCheck + Send + Sync> {
+/// The CA bundle in the form Pingora's rustls connector takes (certificates were parsed when
+/// the config was loaded; ones that do not parse are left out rather than trusted).
+fn ca_list(ders: &[Vec<u8>]) -> Arc<pingora::protocols::tls::CaType> {
+    let list: Vec<pingora::utils::tls::WrappedX509> = ders
+        .iter()
+        .filter(|d| x509_parser::parse_x509_certificate(d).is_ok())
+        .map(|d| pingora::utils::tls::WrappedX509::new(d.clone(), pingora::utils::tls::parse_x509))
+        .collect();
+    Arc::from(list.into_boxed_slice())
+}
+
+fn health_check(
+    h: &HealthSpec,
+    tls: Option<&UpstreamTls>,
+    ca: Option<Arc<pingora::protocols::tls::CaType>>,
+) -> Box<dyn pingora::lb::health_check::HealthCheck + Send + Sync> {
     match h.kind {
         HealthCheckKind::Tcp => {
-            let mut c = TcpHealthCheck::new();
+            let mut c = match tls {
+                Some(t) => TcpHealthCheck::new_tls(&t.sni),
+                None => TcpHealthCheck::new(),
+            };
             c.consecutive_success = h.healthy_after;
             c.consecutive_failure = h.unhealthy_after;
             c.peer_template.options.connection_timeout = Some(h.timeout);
@@ -165,7 +224,13 @@ fn health_check(h: &HealthSpec) -> Box<dyn pingora::lb::health_check::HealthChec
             c
         }
         HealthCheckKind::Http => {
-            let mut c = HttpHealthCheck::new(&h.host, false);
+            let mut c = HttpHealthCheck::new(&h.host, tls.is_some());
+            if let Some(t) = tls {
+                c.peer_template.sni = t.sni.clone();
+                c.peer_template.options.verify_cert = t.verify;
+                c.peer_template.options.verify_hostname = t.verify;
+                c.peer_template.options.ca = ca;
+            }
             c.consecutive_success = h.healthy_after;
             c.consecutive_failure = h.unhealthy_after;
             c.peer_template.options.connection_timeout = Some(h.timeout);

@@ -252,7 +252,39 @@ impl Compiler<'_> {
                         );
                         ok = false;
                     }
-                    out.push(ListenerSpec { name: l.name, addr });
+                    let tls = match &l.tls {
+                        Some(t) => match self.listener_tls(&format!("{base}.tls"), t) {
+                            Some(spec) => Some(spec),
+                            None => {
+                                ok = false;
+                                None
+                            }
+                        },
+                        None => None,
+                    };
+                    let redirect = match &l.redirect_https {
+                        Some(r) if l.tls.is_some() => {
+                            self.err(
+                                &format!("{base}.redirect_https"),
+                                "only a plain-HTTP listener can redirect to HTTPS",
+                            );
+                            let _ = r;
+                            ok = false;
+                            None
+                        }
+                        Some(r) => {
+                            let spec = self.redirect(&format!("{base}.redirect_https"), r);
+                            ok &= spec.is_some();
+                            spec
+                        }
+                        None => None,
+                    };
+                    out.push(ListenerSpec {
+                        name: l.name,
+                        addr,
+                        tls,
+                        redirect,
+                    });
                 }
                 None => ok = false,
             }
@@ -324,7 +356,35 @@ impl Compiler<'_> {
             Some(h) => Some(self.health(&format!("{base}.health_check"), h)?),
             None => None,
         };
+        let first_host = u
+            .backends
+            .first()
+            .and_then(|b| {
+                b.rsplit_once(':')
+                    .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
+            })
+            .unwrap_or_default();
+        let tls = match &u.tls {
+            Some(t) => {
+                let spec = self.upstream_tls(&format!("{base}.tls"), t, &first_host);
+                if let Some(s) = &spec {
+                    if s.verify && (s.sni.is_empty() || s.sni.parse::<std::net::IpAddr>().is_ok()) {
+                        self.err(
+                            &format!("{base}.tls.sni"),
+                            "verifying a backend certificate needs a DNS name: set tls.sni (the backends are addresses)",
+                        );
+                        ok = false;
+                    }
+                }
+                if spec.is_none() {
+                    ok = false;
+                }
+                spec
+            }
+            None => None,
+        };
         ok.then_some(UpstreamSpec {
+            tls,
             backends,
             connect_timeout: u.connect_timeout.0,
             read_timeout: u.read_timeout.0,
@@ -512,6 +572,7 @@ impl Compiler<'_> {
             upstream: upstream?,
             waf: Arc::new(policy?),
             auth: r.auth == super::file::AuthFile::ApiKey,
+            require_client_cert: r.require_client_cert,
         })
     }
 }

@@ -93,6 +93,89 @@ pub struct ListenerFile {
     pub name: String,
     /// `IP:port` to bind; port 0 picks a free port (printed at start).
     pub address: String,
+    /// Terminate TLS on this listener.
+    #[serde(default)]
+    pub tls: Option<ListenerTlsFile>,
+    /// Answer plain-HTTP requests with a 308 redirect to HTTPS.
+    #[serde(default)]
+    pub redirect_https: Option<RedirectFile>,
+}
+
+/// `listeners[].tls:`.
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsFile {
+    /// Certificate and key files; the names served come from each certificate, the first one
+    /// is the default for clients without (a known) SNI.
+    pub certificates: Vec<CertFile>,
+    /// Offer HTTP/2 through ALPN (`h2`, then `http/1.1`).
+    #[serde(default = "yes")]
+    pub http2: bool,
+    /// Client certificates (mTLS).
+    #[serde(default)]
+    pub client_auth: Option<ClientAuthFile>,
+}
+
+/// A certificate and its key (PEM files, relative to this file), or a self-signed
+/// certificate made at load time for development.
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CertFile {
+    /// Certificate chain.
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// Private key.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// Names for a self-signed certificate generated in memory (development only).
+    #[serde(default)]
+    pub self_signed: Option<Vec<String>>,
+}
+
+/// `tls.client_auth:`.
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClientAuthFile {
+    /// `required` (no valid certificate, no handshake) or `optional`.
+    pub mode: ClientAuthMode,
+    /// CA bundle (PEM) client certificates must chain to.
+    pub ca: String,
+    /// Header carrying the verified subject to the backend.
+    #[serde(default = "default_subject_header")]
+    pub subject_header: String,
+}
+
+/// mTLS modes.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuthMode {
+    /// Handshake fails without a valid certificate.
+    Required,
+    /// A certificate is verified if the client offers one.
+    Optional,
+}
+
+fn default_subject_header() -> String {
+    "X-Client-Cert-Subject".into()
+}
+
+/// `listeners[].redirect_https:`.
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectFile {
+    /// Port of the HTTPS listener (omitted from the URL when 443).
+    #[serde(default = "https_port")]
+    pub port: u16,
+    /// Paths served over plain HTTP anyway (e.g. ACME challenges).
+    #[serde(default = "default_redirect_exceptions")]
+    pub except_path_prefixes: Vec<String>,
+}
+
+fn https_port() -> u16 {
+    443
+}
+fn default_redirect_exceptions() -> Vec<String> {
+    vec!["/.well-known/acme-challenge".into()]
 }
 
 /// `admin:` — the listener for metrics and health endpoints.
@@ -156,6 +239,24 @@ pub struct UpstreamFile {
     /// Active health checking; without it every backend is always considered up.
     #[serde(default)]
     pub health_check: Option<HealthCheckFile>,
+    /// Connect to the backends with TLS.
+    #[serde(default)]
+    pub tls: Option<UpstreamTlsFile>,
+}
+
+/// `upstreams.<name>.tls:`.
+#[derive(Debug, Deserialize, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsFile {
+    /// Server name sent and verified (default: the host of the first backend).
+    #[serde(default)]
+    pub sni: Option<String>,
+    /// CA bundle (PEM) to verify the backends against (default: the system roots).
+    #[serde(default)]
+    pub ca: Option<String>,
+    /// Verify the backend certificate and name (turning this off is for testing only).
+    #[serde(default = "yes")]
+    pub verify: bool,
 }
 
 fn default_connect_timeout() -> HumanDuration {
@@ -245,6 +346,9 @@ pub struct RouteFile {
     /// `api_key` to require an API key on this route; `none` (default) otherwise.
     #[serde(default = "default_auth")]
     pub auth: AuthFile,
+    /// Refuse (403) requests without a verified client certificate (mTLS listener, optional mode).
+    #[serde(default)]
+    pub require_client_cert: bool,
 }
 
 /// Authentication of a route.

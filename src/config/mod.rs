@@ -7,6 +7,7 @@ pub mod compile;
 pub mod file;
 pub mod ratelimit;
 pub mod source;
+pub mod tls;
 pub mod units;
 pub mod waf;
 
@@ -26,12 +27,35 @@ use crate::stage::Pipeline;
 use crate::upstream::UpstreamGroup;
 
 /// A listener as compiled from config.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct ListenerSpec {
     /// Name for logs and metrics.
     pub name: String,
     /// Address to bind.
     pub addr: SocketAddr,
+    /// TLS termination (certificates reload without restart).
+    pub tls: Option<Arc<crate::tls::TlsSpec>>,
+    /// Redirect to HTTPS (plain listeners).
+    pub redirect: Option<tls::RedirectSpec>,
+}
+
+impl PartialEq for ListenerSpec {
+    /// Equal when a restart would bind the same sockets the same way (certificates excluded:
+    /// they are replaced without restart).
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+            && self.addr == other.addr
+            && self.tls.is_some() == other.tls.is_some()
+            && self
+                .tls
+                .as_ref()
+                .map(|t| (t.http2, t.client_auth.as_ref().map(|c| c.required)))
+                == other
+                    .tls
+                    .as_ref()
+                    .map(|t| (t.http2, t.client_auth.as_ref().map(|c| c.required)))
+            && self.redirect == other.redirect
+    }
 }
 
 /// Where access-log lines go.

@@ -104,11 +104,39 @@ impl Record {
     pub fn sample(&self) -> SampleRequest {
         let mut s = SampleRequest::from_target(&self.method, &self.target);
         s.headers = self.headers.clone();
-        let body = self.body_bytes();
+        let mut body = self.body_bytes();
+        let chunked = self.headers.iter().any(|(k, v)| {
+            k.eq_ignore_ascii_case("transfer-encoding")
+                && v.to_ascii_lowercase().contains("chunked")
+        });
+        if chunked {
+            // The gateway's HTTP layer removes chunked framing before the WAF sees a body.
+            body = dechunk(&body).unwrap_or(body);
+        }
         if !body.is_empty() {
             s.body = Some(String::from_utf8_lossy(&body).into_owned());
         }
         s
+    }
+}
+
+/// Removes chunked transfer coding; `None` when the framing is malformed.
+fn dechunk(b: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut rest = b;
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&rest[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        rest = &rest[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        if rest.len() < size {
+            return None;
+        }
+        out.extend_from_slice(&rest[..size]);
+        rest = rest.get(size + 2..).unwrap_or(&[]);
     }
 }
 

@@ -24,6 +24,10 @@ pub struct RequestCtx {
     pub client_ip: Option<IpAddr>,
     /// Whether the client connected over TLS.
     pub tls: bool,
+    /// The listener that accepted the connection.
+    pub listener: Option<String>,
+    /// Subject of the verified client certificate (mTLS).
+    pub client_subject: Option<String>,
     /// Normalised host (lower case, no port).
     pub host: String,
     /// The path as the client sent it (before normalisation), for inspection.
@@ -67,6 +71,8 @@ impl RequestCtx {
             peer_trusted: false,
             client_ip: None,
             tls: false,
+            listener: None,
+            client_subject: None,
             host: String::new(),
             raw_path: String::new(),
             raw_query: None,
@@ -83,6 +89,12 @@ impl RequestCtx {
             upstream_error: None,
             connect_failures: 0,
         }
+    }
+
+    /// The compiled listener spec of the accepting listener.
+    pub fn listener_spec(&self) -> Option<&crate::config::ListenerSpec> {
+        let name = self.listener.as_deref()?;
+        self.config.listeners.iter().find(|l| l.name == name)
     }
 
     /// The route name as a metric label (`none` before or without a route).

@@ -95,6 +95,17 @@ pub fn upstream_request(req: &mut pingora::http::RequestHeader, ctx: &RequestCtx
         let _ = req.insert_header("X-Forwarded-Proto", if ctx.tls { "https" } else { "http" });
     }
     let _ = req.insert_header("X-Request-Id", ctx.request_id.as_str());
+    if let Some(ca) = ctx
+        .listener_spec()
+        .and_then(|l| l.tls.as_ref())
+        .and_then(|t| t.client_auth.as_ref())
+    {
+        // Only the gateway vouches for a client certificate.
+        req.remove_header(&ca.subject_header);
+        if let Some(subject) = &ctx.client_subject {
+            let _ = req.insert_header(ca.subject_header.clone(), subject.as_str());
+        }
+    }
     if let Some(keys) = &ctx.config.api_keys {
         // Whatever a client sends as the key-id header is not believed.
         req.remove_header(&keys.key_id_header);

@@ -43,6 +43,47 @@ impl GatewayProxy {
     }
 }
 
+/// The HTTPS URL to send a request to, when its listener redirects and the path is not excepted.
+fn https_redirect(session: &Session, ctx: &RequestCtx) -> Option<String> {
+    let r = ctx.listener_spec()?.redirect.as_ref()?;
+    let req = session.req_header();
+    let path = req.uri.path();
+    let excepted = r.except.iter().any(|p| {
+        path.strip_prefix(p.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    });
+    if excepted {
+        return None;
+    }
+    let host = req
+        .uri
+        .host()
+        .map(str::to_string)
+        .or_else(|| {
+            req.headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(crate::route::normalize_host)
+        })
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })?;
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    let port = if r.port == 443 {
+        String::new()
+    } else {
+        format!(":{}", r.port)
+    };
+    let pq = req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    Some(format!("https://{host}{port}{pq}"))
+}
+
 /// Adds the RateLimit fields of the policies that applied to the request.
 fn add_rate_limit_fields(resp: &mut ResponseHeader, ctx: &RequestCtx) {
     if ctx.rate_limit.is_empty() {
@@ -84,7 +125,23 @@ impl ProxyHttp for GatewayProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
+        if let Some(ssl) = session.digest().and_then(|d| d.ssl_digest.as_ref()) {
+            ctx.tls = true;
+            ctx.client_subject = ssl
+                .extension
+                .get::<crate::tls::ClientIdentity>()
+                .map(|c| c.subject.clone());
+        }
+        let local = session.server_addr().and_then(|a| a.as_inet()).copied();
+        ctx.listener = self.state.listener_name(local).map(str::to_string);
+        if let Some(location) = https_redirect(session, ctx) {
+            if ctx.request_id.is_empty() {
+                ctx.request_id = crate::stage::new_request_id();
+            }
+            self.respond(session, ctx, Refusal::HttpsRedirect { location })
+                .await;
+            return Ok(true);
+        }
         let cfg = ctx.config.clone();
         match cfg.pipeline.run(session, ctx).await {
             Verdict::Continue => Ok(false),
@@ -285,6 +342,8 @@ impl ProxyHttp for GatewayProxy {
             waf: waf_log,
             rate_limit: rate_log,
             key_id: ctx.key_id.as_deref(),
+            tls: ctx.tls,
+            client_cert_subject: ctx.client_subject.as_deref(),
         };
         match serde_json::to_string(&record) {
             Ok(line) => self.state.access_log.write(line),
@@ -324,6 +383,10 @@ struct AccessRecord<'a> {
     rate_limit: Vec<RateLimitLog<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     key_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    tls: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_cert_subject: Option<&'a str>,
 }
 
 /// One policy's entry in the `rate_limit` field of an access-log line.

@@ -79,6 +79,9 @@ impl Stage for NormalizeStage {
         match cfg.routes.select(&ctx.host, &path) {
             Some(route) => {
                 ctx.route = Some(route.clone());
+                if route.require_client_cert && ctx.client_subject.is_none() {
+                    return Verdict::Respond(Refusal::ClientCertRequired);
+                }
                 Verdict::Continue
             }
             None => Verdict::Respond(Refusal::NoRoute),

@@ -304,9 +304,13 @@ fn multipart_items<'a>(
                 continue;
             };
             if h.trim().eq_ignore_ascii_case("content-disposition") {
-                for param in v.split(';').skip(1) {
+                for param in split_params(v).into_iter().skip(1) {
                     if let Some((k, val)) = param.split_once('=') {
-                        let val = val.trim().trim_matches('"');
+                        let val = val.trim();
+                        let val = val
+                            .strip_prefix('"')
+                            .and_then(|v| v.strip_suffix('"'))
+                            .unwrap_or(val);
                         match k.trim().to_ascii_lowercase().as_str() {
                             "name" => name = val,
                             "filename" | "filename*" => filename = Some(val),
@@ -335,6 +339,28 @@ fn multipart_items<'a>(
         }
     }
     seen > 0
+}
+
+/// Splits header parameters at `;` outside double quotes (`name="a;b"` stays whole).
+fn split_params(v: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut quoted = false;
+    let mut escaped = false;
+    for (i, c) in v.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            ';' if !quoted => {
+                out.push(&v[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&v[start..]);
+    out
 }
 
 fn json_items<'a>(body: &'a str, limits: &ParseLimits, out: &mut Vec<Item<'a>>) -> bool {
@@ -536,7 +562,7 @@ mod tests {
         assert!(l.contains(&"json_keys:a.b=b".to_string()), "{l:?}");
 
         let mut out = Vec::new();
-        let mp = "--XyZ\r\nContent-Disposition: form-data; name=\"comment\"\r\n\r\nhello <b>\r\n--XyZ\r\nContent-Disposition: form-data; name=\"up\"; filename=\"shell.php\"\r\nContent-Type: text/plain\r\n\r\n<?php ?>\r\n--XyZ--\r\n";
+        let mp = "--XyZ\r\nContent-Disposition: form-data; name=\"comment\"\r\n\r\nhello <b>\r\n--XyZ\r\nContent-Disposition: form-data; name=\"up\"; filename=\"shell.php\"\r\nContent-Type: text/plain\r\n\r\n<?php ?>\r\n--XyZ\r\nContent-Disposition: form-data; name=\"fi;le\"\r\n\r\nx\r\n--XyZ--\r\n";
         assert!(body_items(
             Some("multipart/form-data; boundary=XyZ"),
             mp,
@@ -549,6 +575,7 @@ mod tests {
             "{l:?}"
         );
         assert!(l.contains(&"files:up=shell.php".to_string()), "{l:?}");
+        assert!(l.contains(&"body_args:fi;le=x".to_string()), "{l:?}");
 
         let mut out = Vec::new();
         let xml = r#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><a k="v&amp;w"><b>text &lt;i&gt;</b></a>"#;

@@ -66,6 +66,30 @@ pub struct Backend {
 
 impl Backend {
     pub fn start(name: &str) -> Backend {
+        Self::start_with(name, None)
+    }
+
+    /// A backend that speaks HTTPS with the given certificate.
+    pub fn start_tls(name: &str, pem: &Pem) -> Backend {
+        use tokio_rustls::rustls;
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let certs: Vec<_> = rustls_pemfile::certs(&mut pem.cert.as_bytes())
+            .map(|c| c.unwrap())
+            .collect();
+        let key = rustls_pemfile::private_key(&mut pem.key.as_bytes())
+            .unwrap()
+            .unwrap();
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        Self::start_with(
+            name,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+    }
+
+    fn start_with(name: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> Backend {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -93,11 +117,20 @@ impl Backend {
                         accepted = listener.accept() => {
                             let Ok((stream, _)) = accepted else { continue };
                             let st = st.clone();
+                            let tls = tls.clone();
                             tokio::spawn(async move {
                                 let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
-                                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), svc)
-                                    .await;
+                                let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                                match tls {
+                                    Some(acceptor) => {
+                                        if let Ok(s) = acceptor.accept(stream).await {
+                                            let _ = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(s), svc).await;
+                                        }
+                                    }
+                                    None => {
+                                        let _ = builder.serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), svc).await;
+                                    }
+                                }
                             });
                         }
                     }
@@ -467,8 +500,12 @@ impl Process {
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 if let Some(rest) = line.split("listening ").nth(1) {
-                    if let Some((name, url)) = rest.split_once(" on http://") {
-                        if let Ok(a) = url.trim().parse::<SocketAddr>() {
+                    if let Some((name, url)) = rest.split_once(" on ") {
+                        let url = url
+                            .trim()
+                            .trim_start_matches("http://")
+                            .trim_start_matches("https://");
+                        if let Ok(a) = url.parse::<SocketAddr>() {
                             let _ = tx.send((name.to_string(), a));
                         }
                     }
@@ -621,4 +658,159 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A test PKI: a CA, and leaf and client certificates it signs.
+pub struct Pki {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    pub ca_pem: String,
+}
+
+/// A certificate and key in PEM.
+pub struct Pem {
+    pub cert: String,
+    pub key: String,
+}
+
+impl Pki {
+    pub fn new(name: &str) -> Pki {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        Pki {
+            ca_pem: cert.pem(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A server certificate for `names`, valid from `from_days` to `to_days` around now.
+    pub fn server(&self, names: &[&str], from_days: i64, to_days: i64) -> Pem {
+        let mut params =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, names[0]);
+        let now = time::OffsetDateTime::now_utc();
+        params.not_before = now + time::Duration::days(from_days);
+        params.not_after = now + time::Duration::days(to_days);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Pem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+
+    /// A client certificate with common name `cn`.
+    pub fn client(&self, cn: &str) -> Pem {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, cn);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Example");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Pem {
+            cert: cert.pem(),
+            key: key.serialize_pem(),
+        }
+    }
+}
+
+/// What a TLS handshake to the gateway produced.
+pub struct Handshake {
+    /// DNS names of the certificate the server presented.
+    pub names: Vec<String>,
+    pub alpn: Option<Vec<u8>>,
+    pub version: Option<tokio_rustls::rustls::ProtocolVersion>,
+}
+
+/// Performs a TLS handshake with `addr`, sending `sni` (None: connect by IP, no SNI).
+pub async fn tls_handshake(
+    addr: SocketAddr,
+    sni: Option<&str>,
+    ca_pem: &str,
+    client: Option<&Pem>,
+    alpn: &[&[u8]],
+) -> Result<Handshake, String> {
+    use tokio_rustls::rustls;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let mut config = match client {
+        Some(p) => {
+            let certs: Vec<_> = rustls_pemfile::certs(&mut p.cert.as_bytes())
+                .map(|c| c.unwrap())
+                .collect();
+            let key = rustls_pemfile::private_key(&mut p.key.as_bytes())
+                .unwrap()
+                .unwrap();
+            builder.with_client_auth_cert(certs, key).unwrap()
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    let name = match sni {
+        Some(n) => rustls::pki_types::ServerName::try_from(n.to_string()).unwrap(),
+        None => rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
+    };
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let stream = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (_, conn) = stream.get_ref();
+    let der = conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .cloned()
+        .ok_or("no certificate")?;
+    let (names, _, _) = portcullis::tls::certs::describe(&der)?;
+    Ok(Handshake {
+        names,
+        alpn: conn.alpn_protocol().map(|a| a.to_vec()),
+        version: conn.protocol_version(),
+    })
+}
+
+/// An HTTPS client trusting `ca_pem`, resolving every name in `names` to `addr`.
+pub fn https_client(
+    ca_pem: &str,
+    names: &[&str],
+    addr: SocketAddr,
+    identity: Option<&Pem>,
+) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap());
+    for n in names {
+        b = b.resolve(n, addr);
+    }
+    if let Some(p) = identity {
+        b = b.identity(
+            reqwest::Identity::from_pem(format!("{}{}", p.cert, p.key).as_bytes()).unwrap(),
+        );
+    }
+    b.build().unwrap()
 }
