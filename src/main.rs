@@ -6,6 +6,11 @@ use std::process::ExitCode;
 
 mod cli;
 
+/// mimalloc: the gateway allocates many small, short-lived buffers per request from several
+/// threads; it measured markedly cheaper than the system allocator (see benches/README.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portcullis::server::{prepare, prepare_with, Launch, StartError};

@@ -94,7 +94,7 @@ pub fn prepare_with(
         daemon: launch.daemon,
         ..ServerConf::default()
     };
-    conf.work_stealing = true;
+    conf.work_stealing = cfg.server.work_stealing;
     let opt = Opt {
         upgrade: launch.upgrade,
         daemon: launch.daemon,

@@ -68,6 +68,9 @@ pub struct ServerFile {
     pub graceful_shutdown_timeout: HumanDuration,
     /// Idle upstream connections kept for reuse, across all backends.
     pub upstream_keepalive_pool_size: usize,
+    /// Let idle worker threads take tasks from busy ones (one shared runtime) instead of one
+    /// runtime per thread.
+    pub work_stealing: bool,
 }
 
 impl Default for ServerFile {
@@ -81,6 +84,7 @@ impl Default for ServerFile {
             grace_period: HumanDuration(std::time::Duration::from_secs(0)),
             graceful_shutdown_timeout: HumanDuration(std::time::Duration::from_secs(10)),
             upstream_keepalive_pool_size: 256,
+            work_stealing: true,
         }
     }
 }

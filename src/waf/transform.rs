@@ -14,6 +14,8 @@ use unicode_normalization::UnicodeNormalization;
 pub enum Transform {
     /// `%XX`, `%uXXXX` and `+` decoding; malformed escapes are kept as they are.
     UrlDecode,
+    /// Like `url-decode` but `+` stays `+` (for values already form-decoded once).
+    PercentDecode,
     /// `&lt;`, `&#60;`, `&#x3c;` (with or without `;`) and common named entities.
     HtmlEntityDecode,
     /// JavaScript/JSON character escapes: `\xHH`, `\uHHHH`, `\u{H…}`, `\\`, `\/`, `\'`, `\"`.
@@ -49,6 +51,7 @@ pub enum Transform {
 /// Names accepted in rule files.
 pub const NAMES: &[(&str, Transform)] = &[
     ("url-decode", Transform::UrlDecode),
+    ("percent-decode", Transform::PercentDecode),
     ("html-entity-decode", Transform::HtmlEntityDecode),
     ("js-decode", Transform::JsDecode),
     ("lowercase", Transform::Lowercase),
@@ -90,6 +93,7 @@ impl Transform {
     pub fn apply<'a>(self, s: Cow<'a, str>) -> Cow<'a, str> {
         let out = match self {
             Transform::UrlDecode => url_decode(&s),
+            Transform::PercentDecode => percent_decode(&s),
             Transform::HtmlEntityDecode => html_entity_decode(&s),
             Transform::JsDecode => js_decode(&s),
             Transform::Lowercase => lowercase(&s),
@@ -139,7 +143,16 @@ fn hex(b: u8) -> Option<u8> {
 
 /// Percent-decoding as application servers do it, including IIS's `%uXXXX`.
 pub fn url_decode(s: &str) -> Option<String> {
-    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+    decode(s, true)
+}
+
+/// Percent-decoding that leaves `+` alone.
+pub fn percent_decode(s: &str) -> Option<String> {
+    decode(s, false)
+}
+
+fn decode(s: &str, plus_is_space: bool) -> Option<String> {
+    if !s.bytes().any(|b| b == b'%' || (plus_is_space && b == b'+')) {
         return None;
     }
     let b = s.as_bytes();
@@ -147,7 +160,7 @@ pub fn url_decode(s: &str) -> Option<String> {
     let mut i = 0;
     while i < b.len() {
         match b[i] {
-            b'+' => {
+            b'+' if plus_is_space => {
                 out.push(b' ');
                 i += 1;
             }
@@ -286,12 +299,19 @@ fn decode_entity(s: &str) -> Option<(char, usize)> {
         };
         let digits = s[start..]
             .bytes()
+            .take(64)
             .take_while(|c| c.is_ascii_hexdigit() && (radix == 16 || c.is_ascii_digit()))
             .count();
-        if digits == 0 || digits > 8 {
+        // Leading zeros are allowed, any number of them; what follows must fit a char.
+        let significant = s[start..start + digits].trim_start_matches('0');
+        if digits == 0 || significant.len() > 8 {
             return None;
         }
-        let v = u32::from_str_radix(&s[start..start + digits], radix).ok()?;
+        let v = if significant.is_empty() {
+            0
+        } else {
+            u32::from_str_radix(significant, radix).ok()?
+        };
         let mut used = start + digits;
         if b.get(used) == Some(&b';') {
             used += 1;
@@ -510,6 +530,14 @@ pub fn base64_decode(s: &str) -> Option<String> {
     if t.len() < 4 {
         return None;
     }
+    // Form and query decoding turn a `+` of base64 into a space.
+    let spaced;
+    let t = if t.contains(' ') {
+        spaced = t.replace(' ', "+");
+        spaced.as_str()
+    } else {
+        t
+    };
     if !t
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'='))
@@ -544,12 +572,19 @@ pub fn base64_decode(s: &str) -> Option<String> {
     Some(text)
 }
 
+/// Invisible formatting characters that split words without showing (zero-width, direction
+/// marks and overrides, byte-order mark, soft hyphen).
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{feff}')
+}
+
 fn unicode_normalize(s: &str) -> Option<String> {
     if s.is_ascii() {
         return None;
     }
     let n: String = s
         .nfkc()
+        .filter(|c| !invisible(*c))
         .map(|c| match c {
             // Slash and backslash look-alikes that NFKC leaves alone.
             '\u{2215}' | '\u{2044}' | '\u{29F8}' | '\u{1735}' => '/',
@@ -622,6 +657,7 @@ mod tests {
         assert_eq!(t(Transform::UrlDecode, "100%"), "100%");
         assert_eq!(t(Transform::UrlDecode, "%zz%4"), "%zz%4");
         assert_eq!(t(Transform::UrlDecode, "%252e"), "%2e");
+        assert_eq!(t(Transform::PercentDecode, "1+2%3D3"), "1+2=3");
         assert_eq!(
             t(Transform::UrlDecode, "..%c0%af..%c0%ae%c0%ae%e0%80%af"),
             "../..../"
@@ -699,6 +735,10 @@ mod tests {
         assert_eq!(t(Transform::Base64Decode, "JHs3Kjd9"), "${7*7}");
         assert_eq!(t(Transform::Base64Decode, "/e3s3Kjd9fQ"), "{{7*7}}");
         assert_eq!(t(Transform::Base64Decode, "/images"), "/images");
+        assert_eq!(
+            t(Transform::Base64Decode, "PHN2Zy9vbmxvYWQ9YWxlcnQoMSk MA=="),
+            "<svg/onload=alert(1)>0"
+        );
         // Words that happen to be valid base64 decode to binary and are kept.
         assert_eq!(t(Transform::Base64Decode, "password"), "password");
         assert_eq!(t(Transform::Base64Decode, "hello world"), "hello world");
@@ -707,6 +747,10 @@ mod tests {
     #[test]
     fn unicode_and_cmdline() {
         assert_eq!(t(Transform::UnicodeNormalize, "ｓｅｌｅｃｔ"), "select");
+        assert_eq!(
+            t(Transform::UnicodeNormalize, "sel\u{200b}ect\u{feff}"),
+            "select"
+        );
         assert_eq!(
             t(Transform::UnicodeNormalize, "．．∕etc∕passwd"),
             "../etc/passwd"
