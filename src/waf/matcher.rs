@@ -6,7 +6,6 @@
 //! Regexes match bytes with Unicode classes off (`\w`, `\s`, `.` are ASCII/byte-wise), as PCRE
 //! does in other WAFs: automata stay small and fast. A rule can opt in with `(?u)`.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -16,7 +15,6 @@ use regex::bytes::{Regex, RegexSet, RegexSetBuilder};
 use super::operator::Operator;
 use super::ruleset::{Action, Rule, RuleSet, REGEX_SIZE_LIMIT};
 use super::target::{Item, KINDS};
-use super::transform::apply_chain;
 
 /// Size limit of one compiled regex set.
 const SET_SIZE_LIMIT: usize = 64 * 1024 * 1024;
@@ -30,6 +28,8 @@ enum Single {
 }
 
 struct Group {
+    /// Distinct targets of the group's rules for its kind: an item none of them selects is skipped.
+    selectors: Vec<super::target::TargetSpec>,
     set: Option<RegexSet>,
     set_rules: Vec<usize>,
     ac: Option<AhoCorasick>,
@@ -41,6 +41,99 @@ struct Group {
 pub struct Matcher {
     /// Per target kind (by discriminant): the chains that apply and their groups.
     by_kind: Vec<Vec<(usize, Arc<Group>)>>,
+    trie: ChainTrie,
+}
+
+/// Transform chains as a prefix tree, so chains that start alike share the work: each prefix
+/// is computed once per value.
+struct ChainTrie {
+    /// (parent node, transform); a node's parent has a smaller index.
+    nodes: Vec<(Option<usize>, super::transform::Transform)>,
+    /// Final node of each chain (`None`: the empty chain, the raw value).
+    chain_end: Vec<Option<usize>>,
+}
+
+impl ChainTrie {
+    fn new(chains: &[Vec<super::transform::Transform>]) -> ChainTrie {
+        let mut nodes: Vec<(Option<usize>, super::transform::Transform)> = Vec::new();
+        let mut chain_end = Vec::with_capacity(chains.len());
+        for chain in chains {
+            let mut at = None;
+            for t in chain {
+                at = Some(match nodes.iter().position(|(p, x)| *p == at && x == t) {
+                    Some(i) => i,
+                    None => {
+                        nodes.push((at, *t));
+                        nodes.len() - 1
+                    }
+                });
+            }
+            chain_end.push(at);
+        }
+        ChainTrie { nodes, chain_end }
+    }
+}
+
+/// The value of a trie node for one item: unchanged from an earlier node (or the raw value),
+/// or a new string.
+#[derive(Clone)]
+enum NodeValue {
+    Pending,
+    /// Same text as this node (`None`: the raw value).
+    Same(Option<usize>),
+    Owned(String),
+}
+
+struct Values<'t> {
+    trie: &'t ChainTrie,
+    nodes: Vec<NodeValue>,
+}
+
+impl<'t> Values<'t> {
+    fn reset(&mut self) {
+        for v in &mut self.nodes {
+            *v = NodeValue::Pending;
+        }
+    }
+
+    /// The node whose text equals `node`'s (`None`: raw value), computing what is missing.
+    fn source(&mut self, node: Option<usize>, raw: &str) -> Option<usize> {
+        let n = node?;
+        match &self.nodes[n] {
+            NodeValue::Same(src) => return *src,
+            NodeValue::Owned(_) => return Some(n),
+            NodeValue::Pending => {}
+        }
+        let (parent, t) = self.trie.nodes[n];
+        let psrc = self.source(parent, raw);
+        let input: &str = match psrc {
+            None => raw,
+            Some(i) => match &self.nodes[i] {
+                NodeValue::Owned(s) => s,
+                _ => raw,
+            },
+        };
+        match t.transform(input) {
+            Some(out) => {
+                self.nodes[n] = NodeValue::Owned(out);
+                Some(n)
+            }
+            None => {
+                self.nodes[n] = NodeValue::Same(psrc);
+                psrc
+            }
+        }
+    }
+
+    fn text<'a>(&'a self, src: Option<usize>, raw: &'a str) -> &'a str {
+        match src {
+            Some(i) => match &self.nodes[i] {
+                NodeValue::Owned(s) => s,
+                _ => raw,
+            },
+            None => raw,
+        }
+    }
 }
 
 /// One rule that matched, with the targets it matched in.
@@ -103,7 +196,8 @@ impl Inspection {
 impl Matcher {
     /// Compiles the rules of `rs` that run at `paranoia`.
     pub fn build(rs: &RuleSet, paranoia: u8) -> Result<Matcher, String> {
-        let mut groups: HashMap<Vec<usize>, Arc<Group>> = HashMap::new();
+        let mut groups: HashMap<(Vec<usize>, super::target::TargetKind), Arc<Group>> =
+            HashMap::new();
         let mut by_kind = Vec::with_capacity(KINDS.len());
         for (_, kind) in KINDS {
             let mut per_chain = Vec::new();
@@ -122,11 +216,12 @@ impl Matcher {
                 if rules.is_empty() {
                     continue;
                 }
-                let group = match groups.get(&rules) {
+                let key = (rules, *kind);
+                let group = match groups.get(&key) {
                     Some(g) => g.clone(),
                     None => {
-                        let g = Arc::new(build_group(rs, &rules)?);
-                        groups.insert(rules, g.clone());
+                        let g = Arc::new(build_group(rs, &key.0, *kind)?);
+                        groups.insert(key, g.clone());
                         g
                     }
                 };
@@ -139,7 +234,10 @@ impl Matcher {
             }
             by_kind[idx] = per_chain;
         }
-        Ok(Matcher { by_kind })
+        Ok(Matcher {
+            by_kind,
+            trie: ChainTrie::new(&rs.chains),
+        })
     }
 
     /// Runs the rules over `items`, skipping matches that `excluded` rejects.
@@ -150,18 +248,24 @@ impl Matcher {
         excluded: &dyn Fn(&Rule, &Item<'_>) -> bool,
         out: &mut Inspection,
     ) {
-        let mut cache: Vec<Option<Cow<'_, str>>> = vec![None; rs.chains.len()];
+        let mut values = Values {
+            trie: &self.trie,
+            nodes: vec![NodeValue::Pending; self.trie.nodes.len()],
+        };
         for item in items {
             let Some(groups) = self.by_kind.get(item.kind as usize) else {
                 continue;
             };
-            if groups.is_empty() {
+            if groups.is_empty() || item.value.is_empty() {
                 continue;
             }
-            cache.iter_mut().for_each(|c| *c = None);
+            values.reset();
             for (chain, group) in groups {
-                let v: &str = cache[*chain]
-                    .get_or_insert_with(|| apply_chain(&rs.chains[*chain], &item.value));
+                if !group.selectors.iter().any(|t| t.selects(item)) {
+                    continue;
+                }
+                let src = values.source(self.trie.chain_end[*chain], &item.value);
+                let v = values.text(src, &item.value);
                 let mut hit = |r: usize| {
                     let rule = &rs.rules[r];
                     if rule.targets.iter().any(|t| t.selects(item)) && !excluded(rule, item) {
@@ -169,8 +273,12 @@ impl Matcher {
                     }
                 };
                 if let Some(set) = &group.set {
-                    for i in set.matches(v.as_bytes()).iter() {
-                        hit(group.set_rules[i]);
+                    // Most values match nothing: a plain search can stop at the first match,
+                    // and only then is the slower all-patterns search needed.
+                    if set.is_match(v.as_bytes()) {
+                        for i in set.matches(v.as_bytes()).iter() {
+                            hit(group.set_rules[i]);
+                        }
                     }
                 }
                 if let Some(ac) = &group.ac {
@@ -199,7 +307,19 @@ impl Matcher {
     }
 }
 
-fn build_group(rs: &RuleSet, rules: &[usize]) -> Result<Group, String> {
+fn build_group(
+    rs: &RuleSet,
+    rules: &[usize],
+    kind: super::target::TargetKind,
+) -> Result<Group, String> {
+    let mut selectors: Vec<super::target::TargetSpec> = Vec::new();
+    for &r in rules {
+        for t in &rs.rules[r].targets {
+            if t.kind == kind && !selectors.contains(t) {
+                selectors.push(t.clone());
+            }
+        }
+    }
     let mut patterns = Vec::new();
     let mut set_rules = Vec::new();
     let mut phrases = Vec::new();
@@ -251,6 +371,7 @@ fn build_group(rs: &RuleSet, rules: &[usize]) -> Result<Group, String> {
         Some(AhoCorasick::new(&phrases).map_err(|e| format!("compiling phrase lists: {e}"))?)
     };
     Ok(Group {
+        selectors,
         set,
         set_rules,
         ac,

@@ -89,24 +89,24 @@ impl Transform {
             })
     }
 
-    /// Applies the transform.
-    pub fn apply<'a>(self, s: Cow<'a, str>) -> Cow<'a, str> {
-        let out = match self {
-            Transform::UrlDecode => url_decode(&s),
-            Transform::PercentDecode => percent_decode(&s),
-            Transform::HtmlEntityDecode => html_entity_decode(&s),
-            Transform::JsDecode => js_decode(&s),
-            Transform::Lowercase => lowercase(&s),
-            Transform::NormalizePath => normalize_path(&s),
-            Transform::CompressWhitespace => compress_whitespace(&s),
-            Transform::RemoveWhitespace => filter_chars(&s, |c| !c.is_whitespace()),
-            Transform::RemoveNulls => filter_chars(&s, |c| c != '\0'),
-            Transform::RemoveControls => filter_chars(&s, |c| !c.is_ascii_control()),
-            Transform::RemoveComments => comments(&s, ""),
-            Transform::ReplaceComments => comments(&s, " "),
-            Transform::Base64Decode => base64_decode(&s),
-            Transform::UnicodeNormalize => unicode_normalize(&s),
-            Transform::CmdLine => cmdline(&s),
+    /// Applies the transform; `None` when the value is unchanged (no allocation).
+    pub fn transform(self, s: &str) -> Option<String> {
+        match self {
+            Transform::UrlDecode => url_decode(s),
+            Transform::PercentDecode => percent_decode(s),
+            Transform::HtmlEntityDecode => html_entity_decode(s),
+            Transform::JsDecode => js_decode(s),
+            Transform::Lowercase => lowercase(s),
+            Transform::NormalizePath => normalize_path(s),
+            Transform::CompressWhitespace => compress_whitespace(s),
+            Transform::RemoveWhitespace => filter_chars(s, |c| !c.is_whitespace()),
+            Transform::RemoveNulls => filter_chars(s, |c| c != '\0'),
+            Transform::RemoveControls => filter_chars(s, |c| !c.is_ascii_control()),
+            Transform::RemoveComments => comments(s, ""),
+            Transform::ReplaceComments => comments(s, " "),
+            Transform::Base64Decode => base64_decode(s),
+            Transform::UnicodeNormalize => unicode_normalize(s),
+            Transform::CmdLine => cmdline(s),
             Transform::Trim => {
                 let t = s.trim();
                 if t.len() == s.len() {
@@ -115,8 +115,12 @@ impl Transform {
                     Some(t.to_string())
                 }
             }
-        };
-        match out {
+        }
+    }
+
+    /// Applies the transform to a possibly borrowed value.
+    pub fn apply<'a>(self, s: Cow<'a, str>) -> Cow<'a, str> {
+        match self.transform(&s) {
             Some(v) => Cow::Owned(v),
             None => s,
         }
@@ -527,21 +531,14 @@ fn comments(s: &str, replacement: &str) -> Option<String> {
 pub fn base64_decode(s: &str) -> Option<String> {
     // A path segment can carry base64 too (`/e3s3Kjd9fQ`).
     let t = s.trim().trim_start_matches('/');
-    if t.len() < 4 {
+    // Fewer than 8 characters decode to at most 6 bytes: nothing worth inspecting.
+    if t.len() < 8 {
         return None;
     }
-    // Form and query decoding turn a `+` of base64 into a space.
-    let spaced;
-    let t = if t.contains(' ') {
-        spaced = t.replace(' ', "+");
-        spaced.as_str()
-    } else {
-        t
-    };
-    if !t
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'='))
-    {
+    // Form and query decoding turn a `+` of base64 into a space, so spaces count as `+`.
+    let valid =
+        |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=' | b' ');
+    if !t.bytes().all(valid) {
         return None;
     }
     let unpadded = t.trim_end_matches('=');
@@ -551,7 +548,7 @@ pub fn base64_decode(s: &str) -> Option<String> {
     let normalised: String = unpadded
         .chars()
         .map(|c| match c {
-            '-' => '+',
+            '-' | ' ' => '+',
             '_' => '/',
             c => c,
         })
@@ -734,6 +731,11 @@ mod tests {
         assert_eq!(t(Transform::Base64Decode, "PHNjcmlwdD4="), "<script>");
         assert_eq!(t(Transform::Base64Decode, "JHs3Kjd9"), "${7*7}");
         assert_eq!(t(Transform::Base64Decode, "/e3s3Kjd9fQ"), "{{7*7}}");
+        assert_eq!(
+            t(Transform::Base64Decode, "YWJj"),
+            "YWJj",
+            "too short to matter"
+        );
         assert_eq!(t(Transform::Base64Decode, "/images"), "/images");
         assert_eq!(
             t(Transform::Base64Decode, "PHN2Zy9vbmxvYWQ9YWxlcnQoMSk MA=="),
