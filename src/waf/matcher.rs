@@ -1,20 +1,22 @@
-//! The matcher for one paranoia level: rules grouped by target kind and transform chain, with
-//! all regexes of a group in one `RegexSet` and all phrases in one Aho-Corasick automaton, so
-//! each value is transformed once per chain and scanned once per group, however many rules
-//! there are.
+//! The matcher for one paranoia level. Per target kind, every regex rule is in one `RegexSet` and
+//! every phrase in one Aho-Corasick automaton. A value is run through the transform chains its
+//! rules use; chains that leave it with the same text share it, so a plain value is scanned once
+//! or twice however many chains and rules there are. A rule's match counts only on the text its
+//! own chain produced, and only for the values its targets select.
 //!
 //! Regexes match bytes with Unicode classes off (`\w`, `\s`, `.` are ASCII/byte-wise), as PCRE
 //! does in other WAFs: automata stay small and fast. A rule can opt in with `(?u)`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use aho_corasick::AhoCorasick;
 use regex::bytes::{Regex, RegexSet, RegexSetBuilder};
 
 use super::operator::Operator;
+use super::profile::Profile;
 use super::ruleset::{Action, Rule, RuleSet, REGEX_SIZE_LIMIT};
-use super::target::{Item, KINDS};
+use super::target::{Item, TargetKind, TargetSpec, KINDS};
+use super::transform::Transform;
 
 /// Size limit of one compiled regex set.
 const SET_SIZE_LIMIT: usize = 64 * 1024 * 1024;
@@ -27,9 +29,21 @@ enum Single {
     Phrases(AhoCorasick),
 }
 
-struct Group {
-    /// Distinct targets of the group's rules for its kind: an item none of them selects is skipped.
-    selectors: Vec<super::target::TargetSpec>,
+/// A set of selectors of one kind, one bit each.
+type Bits = Box<[u64]>;
+
+fn intersects(a: &[u64], b: &[u64]) -> bool {
+    a.iter().zip(b).any(|(x, y)| x & y != 0)
+}
+
+/// Everything the rules of one target kind need.
+struct KindPlan {
+    /// Distinct targets of the kind's rules; bit `i` of a [`Bits`] stands for `selectors[i]`.
+    selectors: Vec<TargetSpec>,
+    /// For each rule (by index in the rule set), the selectors it has for this kind.
+    rule_sel: Vec<Bits>,
+    /// Chains the kind's rules use, with the selectors of the rules using each.
+    chains: Vec<(usize, Bits)>,
     set: Option<RegexSet>,
     set_rules: Vec<usize>,
     ac: Option<AhoCorasick>,
@@ -39,8 +53,8 @@ struct Group {
 
 /// Compiled rules of one paranoia level.
 pub struct Matcher {
-    /// Per target kind (by discriminant): the chains that apply and their groups.
-    by_kind: Vec<Vec<(usize, Arc<Group>)>>,
+    /// Per target kind (by discriminant).
+    by_kind: Vec<Option<KindPlan>>,
     trie: ChainTrie,
 }
 
@@ -48,14 +62,14 @@ pub struct Matcher {
 /// is computed once per value.
 struct ChainTrie {
     /// (parent node, transform); a node's parent has a smaller index.
-    nodes: Vec<(Option<usize>, super::transform::Transform)>,
+    nodes: Vec<(Option<usize>, Transform)>,
     /// Final node of each chain (`None`: the empty chain, the raw value).
     chain_end: Vec<Option<usize>>,
 }
 
 impl ChainTrie {
-    fn new(chains: &[Vec<super::transform::Transform>]) -> ChainTrie {
-        let mut nodes: Vec<(Option<usize>, super::transform::Transform)> = Vec::new();
+    fn new(chains: &[Vec<Transform>]) -> ChainTrie {
+        let mut nodes: Vec<(Option<usize>, Transform)> = Vec::new();
         let mut chain_end = Vec::with_capacity(chains.len());
         for chain in chains {
             let mut at = None;
@@ -74,65 +88,128 @@ impl ChainTrie {
     }
 }
 
-/// The value of a trie node for one item: unchanged from an earlier node (or the raw value),
-/// or a new string.
-#[derive(Clone)]
-enum NodeValue {
-    Pending,
-    /// Same text as this node (`None`: the raw value).
-    Same(Option<usize>),
-    Owned(String),
+/// Not computed yet.
+const UNSET: u32 = u32::MAX;
+/// Text id of the raw value.
+const RAW: u32 = 0;
+
+/// The texts one value turns into, deduplicated: id 0 is the raw value, id `i > 0` is
+/// `texts[i - 1]`. Reused from value to value so its buffers are allocated once per inspection.
+struct Texts {
+    texts: Vec<String>,
+    /// Byte profile per text id, computed when first needed.
+    profiles: Vec<Option<Profile>>,
+    /// Text id per trie node.
+    node_text: Vec<u32>,
+    /// (source text, transform) → result text, shared by every trie branch.
+    memo: Vec<(u32, Transform, u32)>,
+    /// Text id per chain (by index in the rule set), for the chains the value goes through.
+    chain_text: Vec<u32>,
+    /// Distinct text ids to scan.
+    active: Vec<u32>,
+    /// (text id, operator is SQLi) → libinjection's verdict, for rules that share a text.
+    injection: Vec<(u32, bool, bool)>,
+    /// Selectors of the current kind that select the value.
+    item_sel: Vec<u64>,
 }
 
-struct Values<'t> {
-    trie: &'t ChainTrie,
-    nodes: Vec<NodeValue>,
-}
+impl Texts {
+    fn new(trie: &ChainTrie) -> Texts {
+        Texts {
+            texts: Vec::new(),
+            profiles: Vec::new(),
+            node_text: vec![UNSET; trie.nodes.len()],
+            memo: Vec::new(),
+            chain_text: vec![UNSET; trie.chain_end.len()],
+            active: Vec::new(),
+            injection: Vec::new(),
+            item_sel: Vec::new(),
+        }
+    }
 
-impl<'t> Values<'t> {
     fn reset(&mut self) {
-        for v in &mut self.nodes {
-            *v = NodeValue::Pending;
+        self.texts.clear();
+        self.profiles.clear();
+        self.profiles.push(None);
+        self.node_text.fill(UNSET);
+        self.memo.clear();
+        self.chain_text.fill(UNSET);
+        self.active.clear();
+        self.injection.clear();
+    }
+
+    fn text<'a>(&'a self, id: u32, raw: &'a str) -> &'a str {
+        match id {
+            RAW => raw,
+            i => &self.texts[i as usize - 1],
         }
     }
 
-    /// The node whose text equals `node`'s (`None`: raw value), computing what is missing.
-    fn source(&mut self, node: Option<usize>, raw: &str) -> Option<usize> {
-        let n = node?;
-        match &self.nodes[n] {
-            NodeValue::Same(src) => return *src,
-            NodeValue::Owned(_) => return Some(n),
-            NodeValue::Pending => {}
+    fn profile(&mut self, id: u32, raw: &str) -> Profile {
+        if let Some(p) = self.profiles[id as usize] {
+            return p;
         }
-        let (parent, t) = self.trie.nodes[n];
-        let psrc = self.source(parent, raw);
-        let input: &str = match psrc {
-            None => raw,
-            Some(i) => match &self.nodes[i] {
-                NodeValue::Owned(s) => s,
-                _ => raw,
-            },
+        let p = Profile::of(self.text(id, raw));
+        self.profiles[id as usize] = Some(p);
+        p
+    }
+
+    /// The text id of trie node `node` (`None`: the raw value), computing what is missing.
+    fn node(&mut self, trie: &ChainTrie, node: Option<usize>, raw: &str) -> u32 {
+        let Some(n) = node else { return RAW };
+        if self.node_text[n] != UNSET {
+            return self.node_text[n];
+        }
+        let (parent, t) = trie.nodes[n];
+        let src = self.node(trie, parent, raw);
+        let dst = self.apply(src, t, raw);
+        self.node_text[n] = dst;
+        dst
+    }
+
+    fn apply(&mut self, src: u32, t: Transform, raw: &str) -> u32 {
+        if let Some(&(_, _, dst)) = self.memo.iter().find(|(s, x, _)| *s == src && *x == t) {
+            return dst;
+        }
+        let p = self.profile(src, raw);
+        let input = self.text(src, raw);
+        let dst = if !t.may_change(p, input.len()) {
+            src
+        } else {
+            match t.transform(input) {
+                None => src,
+                Some(out) => self.intern(out, raw),
+            }
         };
-        match t.transform(input) {
-            Some(out) => {
-                self.nodes[n] = NodeValue::Owned(out);
-                Some(n)
-            }
-            None => {
-                self.nodes[n] = NodeValue::Same(psrc);
-                psrc
-            }
-        }
+        self.memo.push((src, t, dst));
+        dst
     }
 
-    fn text<'a>(&'a self, src: Option<usize>, raw: &'a str) -> &'a str {
-        match src {
-            Some(i) => match &self.nodes[i] {
-                NodeValue::Owned(s) => s,
-                _ => raw,
-            },
-            None => raw,
+    fn intern(&mut self, out: String, raw: &str) -> u32 {
+        if out == raw {
+            return RAW;
         }
+        if let Some(i) = self.texts.iter().position(|x| *x == out) {
+            return i as u32 + 1;
+        }
+        self.texts.push(out);
+        self.profiles.push(None);
+        self.texts.len() as u32
+    }
+
+    /// libinjection's verdict on text `id`, computed once per text.
+    fn injection(&mut self, id: u32, sqli: bool, raw: &str) -> bool {
+        if let Some(&(_, _, m)) = self
+            .injection
+            .iter()
+            .find(|(t, s, _)| *t == id && *s == sqli)
+        {
+            return m;
+        }
+        let op = if sqli { Operator::Sqli } else { Operator::Xss };
+        let m = op.eval(self.text(id, raw));
+        self.injection.push((id, sqli, m));
+        m
     }
 }
 
@@ -196,43 +273,28 @@ impl Inspection {
 impl Matcher {
     /// Compiles the rules of `rs` that run at `paranoia`.
     pub fn build(rs: &RuleSet, paranoia: u8) -> Result<Matcher, String> {
-        let mut groups: HashMap<(Vec<usize>, super::target::TargetKind), Arc<Group>> =
-            HashMap::new();
-        let mut by_kind = Vec::with_capacity(KINDS.len());
+        let mut by_kind: Vec<Option<KindPlan>> = Vec::with_capacity(KINDS.len());
         for (_, kind) in KINDS {
-            let mut per_chain = Vec::new();
-            for chain in 0..rs.chains.len() {
-                let rules: Vec<usize> = rs
-                    .rules
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| {
-                        r.paranoia <= paranoia
-                            && r.chain == chain
-                            && r.targets.iter().any(|t| t.kind == *kind)
-                    })
-                    .map(|(i, _)| i)
-                    .collect();
-                if rules.is_empty() {
-                    continue;
-                }
-                let key = (rules, *kind);
-                let group = match groups.get(&key) {
-                    Some(g) => g.clone(),
-                    None => {
-                        let g = Arc::new(build_group(rs, &key.0, *kind)?);
-                        groups.insert(key, g.clone());
-                        g
-                    }
-                };
-                per_chain.push((chain, group));
-            }
+            let rules: Vec<usize> = rs
+                .rules
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| {
+                    r.paranoia <= paranoia && r.targets.iter().any(|t| t.kind == *kind)
+                })
+                .map(|(i, _)| i)
+                .collect();
+            let plan = if rules.is_empty() {
+                None
+            } else {
+                Some(build_plan(rs, &rules, *kind)?)
+            };
             // Index by discriminant so lookups need no search.
             let idx = *kind as usize;
             if by_kind.len() <= idx {
-                by_kind.resize_with(idx + 1, Vec::new);
+                by_kind.resize_with(idx + 1, || None);
             }
-            by_kind[idx] = per_chain;
+            by_kind[idx] = plan;
         }
         Ok(Matcher {
             by_kind,
@@ -248,76 +310,135 @@ impl Matcher {
         excluded: &dyn Fn(&Rule, &Item<'_>) -> bool,
         out: &mut Inspection,
     ) {
-        let mut values = Values {
-            trie: &self.trie,
-            nodes: vec![NodeValue::Pending; self.trie.nodes.len()],
-        };
+        let mut tx = Texts::new(&self.trie);
         for item in items {
-            let Some(groups) = self.by_kind.get(item.kind as usize) else {
+            let Some(Some(plan)) = self.by_kind.get(item.kind as usize) else {
                 continue;
             };
-            if groups.is_empty() || item.value.is_empty() {
+            if item.value.is_empty() {
                 continue;
             }
-            values.reset();
-            for (chain, group) in groups {
-                if !group.selectors.iter().any(|t| t.selects(item)) {
-                    continue;
+            tx.item_sel.clear();
+            tx.item_sel.resize(plan.selectors.len().div_ceil(64), 0);
+            for (i, s) in plan.selectors.iter().enumerate() {
+                if s.selects(item) {
+                    tx.item_sel[i / 64] |= 1 << (i % 64);
                 }
-                let src = values.source(self.trie.chain_end[*chain], &item.value);
-                let v = values.text(src, &item.value);
-                let mut hit = |r: usize| {
-                    let rule = &rs.rules[r];
-                    if rule.targets.iter().any(|t| t.selects(item)) && !excluded(rule, item) {
-                        out.record(r, rule, item);
-                    }
-                };
-                if let Some(set) = &group.set {
-                    // Most values match nothing: a plain search can stop at the first match,
-                    // and only then is the slower all-patterns search needed.
-                    if set.is_match(v.as_bytes()) {
-                        for i in set.matches(v.as_bytes()).iter() {
-                            hit(group.set_rules[i]);
+            }
+            if tx.item_sel.iter().all(|w| *w == 0) {
+                continue;
+            }
+            plan.inspect(self, rs, item, &mut tx, excluded, out);
+        }
+    }
+}
+
+impl KindPlan {
+    fn inspect(
+        &self,
+        m: &Matcher,
+        rs: &RuleSet,
+        item: &Item<'_>,
+        tx: &mut Texts,
+        excluded: &dyn Fn(&Rule, &Item<'_>) -> bool,
+        out: &mut Inspection,
+    ) {
+        let raw: &str = &item.value;
+        tx.reset();
+        for (chain, sel) in &self.chains {
+            if intersects(sel, &tx.item_sel) {
+                let t = tx.node(&m.trie, m.trie.chain_end[*chain], raw);
+                tx.chain_text[*chain] = t;
+                if !tx.active.contains(&t) {
+                    tx.active.push(t);
+                }
+            }
+        }
+        let selected = |r: usize| intersects(&self.rule_sel[r], &tx.item_sel);
+        let hit = |r: usize, out: &mut Inspection| {
+            let rule = &rs.rules[r];
+            if !excluded(rule, item) {
+                out.record(r, rule, item);
+            }
+        };
+        for &t in &tx.active {
+            let v = tx.text(t, raw);
+            let on_text = |r: usize| tx.chain_text[rs.rules[r].chain] == t && selected(r);
+            if let Some(set) = &self.set {
+                // Most values match nothing: a plain search can stop at the first match,
+                // and only then is the slower all-patterns search needed.
+                if set.is_match(v.as_bytes()) {
+                    for i in set.matches(v.as_bytes()).iter() {
+                        let r = self.set_rules[i];
+                        if on_text(r) {
+                            hit(r, out);
                         }
                     }
                 }
-                if let Some(ac) = &group.ac {
-                    let mut last = usize::MAX;
-                    for m in ac.find_overlapping_iter(v) {
-                        let r = group.ac_rules[m.pattern().as_usize()];
-                        if r != last {
-                            hit(r);
-                            last = r;
-                        }
+            }
+            if let Some(ac) = &self.ac {
+                let mut last = usize::MAX;
+                for found in ac.find_overlapping_iter(v) {
+                    let r = self.ac_rules[found.pattern().as_usize()];
+                    if r != last && on_text(r) {
+                        hit(r, out);
                     }
+                    last = r;
                 }
-                for (r, single) in &group.single {
-                    let rule = &rs.rules[*r];
-                    let m = match single {
-                        Single::Op => rule.operator.eval(v),
-                        Single::Regex(re) => re.is_match(v.as_bytes()),
-                        Single::Phrases(ac) => ac.is_match(v),
-                    };
-                    if m != rule.negate {
-                        hit(*r);
-                    }
-                }
+            }
+        }
+        for (r, single) in &self.single {
+            let rule = &rs.rules[*r];
+            let t = tx.chain_text[rule.chain];
+            if t == UNSET || !intersects(&self.rule_sel[*r], &tx.item_sel) {
+                continue;
+            }
+            let m = match (single, &rule.operator) {
+                (Single::Op, Operator::Sqli) => tx.injection(t, true, raw),
+                (Single::Op, Operator::Xss) => tx.injection(t, false, raw),
+                (Single::Op, op) => op.eval(tx.text(t, raw)),
+                (Single::Regex(re), _) => re.is_match(tx.text(t, raw).as_bytes()),
+                (Single::Phrases(ac), _) => ac.is_match(tx.text(t, raw)),
+            };
+            if m != rule.negate {
+                hit(*r, out);
             }
         }
     }
 }
 
-fn build_group(
-    rs: &RuleSet,
-    rules: &[usize],
-    kind: super::target::TargetKind,
-) -> Result<Group, String> {
-    let mut selectors: Vec<super::target::TargetSpec> = Vec::new();
+fn build_plan(rs: &RuleSet, rules: &[usize], kind: TargetKind) -> Result<KindPlan, String> {
+    let mut selectors: Vec<TargetSpec> = Vec::new();
     for &r in rules {
         for t in &rs.rules[r].targets {
             if t.kind == kind && !selectors.contains(t) {
                 selectors.push(t.clone());
             }
+        }
+    }
+    let words = selectors.len().div_ceil(64);
+    let bits_of = |targets: &[TargetSpec]| -> Bits {
+        let mut b = vec![0u64; words];
+        for t in targets.iter().filter(|t| t.kind == kind) {
+            if let Some(i) = selectors.iter().position(|s| s == t) {
+                b[i / 64] |= 1 << (i % 64);
+            }
+        }
+        b.into_boxed_slice()
+    };
+    let rule_sel: Vec<Bits> = rs.rules.iter().map(|r| bits_of(&r.targets)).collect();
+    let mut chains: Vec<(usize, Bits)> = Vec::new();
+    for &r in rules {
+        let chain = rs.rules[r].chain;
+        let at = match chains.iter().position(|(c, _)| *c == chain) {
+            Some(at) => at,
+            None => {
+                chains.push((chain, vec![0u64; words].into_boxed_slice()));
+                chains.len() - 1
+            }
+        };
+        for (w, x) in chains[at].1.iter_mut().zip(rule_sel[r].iter()) {
+            *w |= x;
         }
     }
     let mut patterns = Vec::new();
@@ -370,8 +491,10 @@ fn build_group(
     } else {
         Some(AhoCorasick::new(&phrases).map_err(|e| format!("compiling phrase lists: {e}"))?)
     };
-    Ok(Group {
+    Ok(KindPlan {
         selectors,
+        rule_sel,
+        chains,
         set,
         set_rules,
         ac,

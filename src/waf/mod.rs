@@ -15,6 +15,7 @@ pub mod matcher;
 pub mod operator;
 pub mod parse;
 pub mod policy;
+pub mod profile;
 pub mod ruleset;
 pub mod sample;
 pub mod schema;
