@@ -16,6 +16,7 @@ use portcullis::config::Diagnostics;
 use portcullis::ratelimit::local::LocalLimiter;
 use portcullis::waf::ruleset::{self, RuleSet};
 use portcullis::waf::{SampleRequest, Waf, WafPolicy};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Builds one of the rule sets under comparison.
 type MakeRules = fn() -> RuleSet;
@@ -203,9 +204,21 @@ fn limiter(c: &mut Criterion) {
     for keys in [1u128, 10_000, 1_000_000] {
         g.bench_function(BenchmarkId::new("local", keys), |b| {
             // Filled inside the closure so that only a selected benchmark pays for it.
+            let before = rss_kib();
             let l = LocalLimiter::new(quota, 2_000_000, QuantaClock::default());
             for k in 0..keys {
                 l.check(k);
+            }
+            // Criterion calls this closure several times; the first fill, on a fresh heap, is
+            // the one whose growth is the table's footprint.
+            let report = keys >= 1_000_000 && !REPORTED.swap(true, Ordering::Relaxed);
+            if let (Some(was), Some(now), true) = (before, rss_kib(), report) {
+                let grown = now.saturating_sub(was);
+                eprintln!(
+                    "limiter with {keys} keys: RSS +{:.1} MiB ({:.0} bytes per key)",
+                    grown as f64 / 1024.0,
+                    grown as f64 * 1024.0 / keys as f64
+                );
             }
             let mut i = 0u128;
             b.iter(|| {
@@ -215,6 +228,16 @@ fn limiter(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// Whether the 1M-key limiter's memory has been reported.
+static REPORTED: AtomicBool = AtomicBool::new(false);
+
+/// Resident set size of this process, from `/proc/self/status` (Linux).
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 criterion_group!(benches, waf, compile, limiter);

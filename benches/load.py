@@ -6,8 +6,17 @@ For every workload and peer it runs wrk and reports requests/s, p50/p99 latency,
 peer's processes per request (from /proc), peak RSS, and each row's ratio to plain nginx.
 
   benches/load.py [--install] [--duration 10] [--connections 50] [--rounds 2]
-                  [--workloads get,json,mix,https,https-new] [--peers nginx,haproxy,modsec,bare,full]
+                  [--workloads get,json,mix,https,https-new]
+                  [--peers nginx,haproxy,modsec,bare,limit,limit-redis,full] [--idle 10000]
                   [--bin target/release/portcullis] [--out benches/results/load.json]
+
+Peers: `bare` is Portcullis with no policy and no access log; `limit` adds one per-client
+rate-limit policy that never refuses (in-process limiter); `limit-redis` the same policy shared
+through a redis-server started for the run; `full` the whole default policy (WAF paranoia 1 with
+the shipped rules, the rate-limit policy, API-key check, JSON access log to a file).
+
+--idle N opens N idle keep-alive connections to every peer after the load runs and reports the
+RSS each peer grew by (per connection and in all).
 
 --install puts in what is missing with apt-get (wrk, nginx, libnginx-mod-http-modsecurity,
 modsecurity-crs, haproxy). Peers whose software is absent are skipped and say so. This is a
@@ -184,7 +193,7 @@ http {{
     return path
 
 
-def portcullis_conf(name, port, tls_port, admin_port, origin_port, full):
+def portcullis_conf(name, port, tls_port, admin_port, origin_port, full, redis_url=None):
     d = os.path.join(WORK, name)
     os.makedirs(d, exist_ok=True)
     extra = ""
@@ -202,6 +211,13 @@ api_keys: { file: keys.yaml }
 rate_limits:
   policies:
     - { name: per-client, rate: 1000000, per: 1s, key: [client_ip] }
+"""
+    elif name.startswith("limit"):
+        redis = f"\n  redis: {{ url: \"{redis_url}\" }}" if redis_url else ""
+        extra = f"""access_log: {{ path: off }}
+rate_limits:{redis}
+  policies:
+    - {{ name: per-client, rate: 1000000, per: 1s, key: [client_ip] }}
 """
     else:
         extra = "access_log: { path: off }\n"
@@ -356,7 +372,8 @@ def main():
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--workloads", default="get,json,mix,https,https-new")
-    ap.add_argument("--peers", default="nginx,haproxy,modsec,bare,full")
+    ap.add_argument("--peers", default="nginx,haproxy,modsec,bare,limit,limit-redis,full")
+    ap.add_argument("--idle", type=int, default=0)
     ap.add_argument("--bin", default=os.path.join(REPO, "target/release/portcullis"))
     ap.add_argument("--out", default=os.path.join(REPO, "benches/results/load.json"))
     args = ap.parse_args()
@@ -399,8 +416,18 @@ def main():
                         continue
                     procs[name] = Proc(name, ["haproxy", "-db", "-f", haproxy_conf(port, tls_port, origin_port)], port,
                                        tls_port)
-                elif name in ("bare", "full"):
-                    conf, d = portcullis_conf(name, port, tls_port, free_port(), origin_port, full=(name == "full"))
+                elif name in ("bare", "limit", "limit-redis", "full"):
+                    redis_url = None
+                    if name == "limit-redis":
+                        if not shutil.which("redis-server"):
+                            print("skipping limit-redis: redis-server not installed", file=sys.stderr)
+                            continue
+                        rport = free_port()
+                        procs["redis"] = Proc("redis", ["redis-server", "--port", str(rport), "--save", "",
+                                                        "--appendonly", "no"], rport)
+                        redis_url = f"redis://127.0.0.1:{rport}"
+                    conf, d = portcullis_conf(name, port, tls_port, free_port(), origin_port, full=(name == "full"),
+                                              redis_url=redis_url)
                     env = dict(os.environ, RUST_LOG="warn")
                     procs[name] = Proc(f"portcullis-{name}", [BIN, "run", "--config", conf], port, tls_port, cwd=d,
                                        env=env)
@@ -416,10 +443,56 @@ def main():
                     print(f"round {rnd + 1} {w:10s} {p:8s} {r['rps']:10.0f} req/s  "
                           f"cpu {r['cpu_us_per_req'] or 0:7.1f} us/req  p99 {r['p99_ms']} ms  non2xx {r['non2xx']}",
                           file=sys.stderr)
-        report(results, args)
+        idle = {p: idle_rss(procs[p], args.idle) for p in peers} if args.idle else {}
+        report(results, args, idle)
     finally:
         for p in procs.values():
             p.stop()
+
+
+def current_rss_kb(proc):
+    total = 0
+    for pid in proc.pids():
+        try:
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def idle_rss(proc, n):
+    """Opens n idle keep-alive connections (each has sent one request and read its answer) and
+    returns (connections held, RSS growth in MB)."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = n + 256
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    before = current_rss_kb(proc)
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", proc.port), timeout=5)
+            socks.append(s)
+        # One request on each, so every connection went through the request path, then idle.
+        for s in socks:
+            s.sendall(b"GET /idle HTTP/1.1\r\nHost: bench\r\nX-API-Key: " + BENCH_KEY.encode() + b"\r\n\r\n")
+        for s in socks:
+            s.recv(65536)
+        time.sleep(1)
+        after = current_rss_kb(proc)
+        held = len(socks)
+    except OSError as e:
+        print(f"{proc.name}: idle connections stopped at {len(socks)}: {e}", file=sys.stderr)
+        after, held = current_rss_kb(proc), len(socks)
+    finally:
+        for s in socks:
+            s.close()
+    print(f"idle {proc.name:20s} {held} connections: +{(after - before) / 1024:.1f} MB RSS", file=sys.stderr)
+    return {"connections": held, "rss_growth_mb": (after - before) / 1024,
+            "kb_per_connection": (after - before) / held if held else None}
 
 
 def median(xs):
@@ -427,7 +500,7 @@ def median(xs):
     return xs[len(xs) // 2] if xs else None
 
 
-def report(results, args):
+def report(results, args, idle):
     summary = {}
     lines = [f"load: wrk -t2 -c{args.connections} -d{args.duration}s, {args.rounds} round(s), interleaved; "
              f"medians; ratios to nginx", ""]
@@ -448,11 +521,19 @@ def report(results, args):
                          f"{f(row['cpu_us_per_req'], '.1f')} | {f(row['peak_rss_mb'], '.0f')} | {f(cpu_x, '.2f')} | "
                          f"{f(p99_x, '.2f')} | {f(row['non2xx'], 'd')} |")
         lines.append("")
+    if idle:
+        lines.append(f"## idle keep-alive connections")
+        lines.append("| peer | connections | RSS growth MB | KB per connection |")
+        lines.append("|---|---|---|---|")
+        for p, r in idle.items():
+            per = "-" if r["kb_per_connection"] is None else f"{r['kb_per_connection']:.1f}"
+            lines.append(f"| {p} | {r['connections']} | {r['rss_growth_mb']:.1f} | {per} |")
+        lines.append("")
     text = "\n".join(lines)
     print(text)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
-        json.dump({"settings": vars(args), "results": summary}, f, indent=2)
+        json.dump({"settings": vars(args), "results": summary, "idle": idle}, f, indent=2)
 
 
 if __name__ == "__main__":

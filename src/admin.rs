@@ -1,5 +1,6 @@
 //! The admin listener: `/metrics` (Prometheus text format), `/healthz` (the process is up) and
-//! `/readyz` (the gateway is serving and not shutting down).
+//! `/readyz` (the gateway is serving and not shutting down). With `admin.token_file` set, every
+//! endpoint wants `Authorization: Bearer <token>`; the token reloads with the config.
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use async_trait::async_trait;
 use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
+use subtle::ConstantTimeEq;
 
 use crate::state::GatewayState;
 
@@ -35,6 +37,21 @@ fn reply(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let token = self.state.config.load().admin_token.clone();
+        if let Some(token) = token {
+            if !presents(session, &token) {
+                let mut r = reply(
+                    401,
+                    "application/problem+json",
+                    br#"{"type":"about:blank","title":"Unauthorized","status":401,"detail":"The admin endpoints want Authorization: Bearer <token> (admin.token_file)."}"#.to_vec(),
+                );
+                r.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Bearer realm=\"portcullis-admin\""),
+                );
+                return r;
+            }
+        }
         let path = session.req_header().uri.path().to_string();
         match path.as_str() {
             "/metrics" => reply(
@@ -57,4 +74,24 @@ impl ServeHttp for AdminApp {
             ),
         }
     }
+}
+
+/// Whether the request carries `Authorization: Bearer <token>`, compared in constant time.
+fn presents(session: &ServerSession, token: &str) -> bool {
+    let Some(v) = session
+        .req_header()
+        .headers
+        .get(http::header::AUTHORIZATION)
+    else {
+        return false;
+    };
+    let v = v.as_bytes();
+    let Some(given) = v
+        .get(..7)
+        .filter(|p| p.eq_ignore_ascii_case(b"bearer "))
+        .and(v.get(7..))
+    else {
+        return false;
+    };
+    given.ct_eq(token.as_bytes()).into()
 }

@@ -104,6 +104,13 @@ pub fn prepare_with(
     };
     let listener_specs = cfg.listeners.clone();
     let admin_addr = cfg.admin;
+    if let Some(a) = admin_addr.filter(|a| !a.ip().is_loopback()) {
+        if cfg.admin_token.is_none() {
+            log::warn!(
+                "the admin listener on {a} is reachable beyond this host and has no admin.token_file: anyone who can reach it reads the metrics"
+            );
+        }
+    }
     let state = Arc::new(GatewayState::new(launch.source, cfg, metrics));
 
     let mut server = Server::new_with_opt_and_conf(opt, conf);

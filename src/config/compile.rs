@@ -111,11 +111,13 @@ impl Compiler<'_> {
             }
         }
         let listeners = self.listeners(f.listeners);
-        let admin = self
-            .doc
-            .take(f.admin, "admin", &mut self.diags)
-            .flatten()
+        let admin_file = self.doc.take(f.admin, "admin", &mut self.diags).flatten();
+        let admin = admin_file
+            .as_ref()
             .and_then(|a| self.socket_addr("admin.address", &a.address));
+        let admin_token = admin_file
+            .and_then(|a| a.token_file)
+            .and_then(|t| self.admin_token(&t));
         let trusted_proxies = self.ip_set(f.trusted_proxies, "trusted_proxies");
         let access_log = self
             .doc
@@ -169,6 +171,7 @@ impl Compiler<'_> {
             server: server?,
             listeners: listeners?,
             admin,
+            admin_token,
             trusted_proxies: trusted_proxies?,
             access_log: access_log?,
             reload: reload?,
@@ -180,6 +183,34 @@ impl Compiler<'_> {
             api_keys,
             loaded_at: SystemTime::now(),
         })
+    }
+
+    /// Reads the admin token file: one line, at least 16 characters.
+    fn admin_token(&mut self, file: &str) -> Option<Arc<str>> {
+        let path = self.resolve(file);
+        self.sources.push(path.clone());
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                self.err(
+                    "admin.token_file",
+                    format!("cannot read {}: {e}", path.display()),
+                );
+                return None;
+            }
+        };
+        let token = text.trim();
+        if token.len() < 16 || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            self.err(
+                "admin.token_file",
+                format!(
+                    "{} must hold one token of at least 16 characters without spaces",
+                    path.display()
+                ),
+            );
+            return None;
+        }
+        Some(Arc::from(token))
     }
 
     pub(super) fn resolve(&self, p: &str) -> PathBuf {

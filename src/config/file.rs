@@ -186,8 +186,17 @@ fn default_redirect_exceptions() -> Vec<String> {
 #[derive(Debug, Deserialize, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AdminFile {
-    /// `IP:port` to bind; keep it on loopback or a private network.
+    /// `IP:port` to bind (default `127.0.0.1:9901`); keep it on loopback or a private network.
+    #[serde(default = "default_admin_address")]
     pub address: String,
+    /// A file holding a token that every admin request must present as
+    /// `Authorization: Bearer <token>` (Prometheus: `authorization.credentials_file`).
+    #[serde(default)]
+    pub token_file: Option<String>,
+}
+
+fn default_admin_address() -> String {
+    "127.0.0.1:9901".into()
 }
 
 /// `access_log:`.

@@ -81,6 +81,8 @@ pub struct RuntimeConfig {
     pub listeners: Vec<ListenerSpec>,
     /// Admin listener address (takes effect at start only).
     pub admin: Option<SocketAddr>,
+    /// Bearer token the admin endpoints require (reloadable).
+    pub admin_token: Option<Arc<str>>,
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: IpSet,
     /// Access-log destination.
