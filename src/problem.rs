@@ -57,6 +57,22 @@ pub enum Refusal {
     WafBlocked,
     /// 413: the body is larger than the route allows.
     BodyTooLarge,
+    /// 400: both `Content-Length` and `Transfer-Encoding`: the framing is ambiguous.
+    AmbiguousFraming,
+    /// 501: a transfer coding other than `chunked`.
+    UnsupportedTransferCoding,
+    /// 400: an HTTP/1.1 request without `Host`.
+    MissingHost,
+    /// 400: control characters or broken percent-encoding in the request target.
+    InvalidTarget,
+    /// 414: the request target is longer than `limits.max_uri_length`.
+    UriTooLong,
+    /// 431: more header fields or bytes than `limits` allow.
+    HeadersTooLarge,
+    /// 400: more query arguments than `limits.max_query_args`.
+    TooManyArgs,
+    /// 408: the client sent its body slower than `limits.client_body_timeout` allows.
+    ClientTimeout,
     /// 429: a rate limit refused the request.
     RateLimited {
         /// Seconds until a request would be admitted.
@@ -95,6 +111,14 @@ impl Refusal {
             Refusal::IpDenied | Refusal::WafBlocked | Refusal::ClientCertRequired => 403,
             Refusal::HttpsRedirect { .. } => 308,
             Refusal::BodyTooLarge => 413,
+            Refusal::AmbiguousFraming
+            | Refusal::MissingHost
+            | Refusal::InvalidTarget
+            | Refusal::TooManyArgs => 400,
+            Refusal::UnsupportedTransferCoding => 501,
+            Refusal::UriTooLong => 414,
+            Refusal::ClientTimeout => 408,
+            Refusal::HeadersTooLarge => 431,
             Refusal::RateLimited { .. } => 429,
             Refusal::NoHealthyBackend | Refusal::BadGateway => 502,
             Refusal::Unavailable => 503,
@@ -118,6 +142,14 @@ impl Refusal {
             Refusal::HttpsRedirect { .. } => "https_redirect",
             Refusal::WafBlocked => "waf_blocked",
             Refusal::BodyTooLarge => "body_too_large",
+            Refusal::AmbiguousFraming => "ambiguous_framing",
+            Refusal::UnsupportedTransferCoding => "unsupported_transfer_coding",
+            Refusal::MissingHost => "missing_host",
+            Refusal::InvalidTarget => "invalid_target",
+            Refusal::UriTooLong => "uri_too_long",
+            Refusal::HeadersTooLarge => "headers_too_large",
+            Refusal::TooManyArgs => "too_many_args",
+            Refusal::ClientTimeout => "client_timeout",
             Refusal::RateLimited { .. } => "rate_limited",
             Refusal::NoHealthyBackend => "no_healthy_backend",
             Refusal::BadGateway => "upstream_error",
@@ -135,6 +167,10 @@ impl Refusal {
             308 => "Permanent Redirect",
             404 => "Not Found",
             413 => "Content Too Large",
+            408 => "Request Timeout",
+            414 => "URI Too Long",
+            431 => "Request Header Fields Too Large",
+            501 => "Not Implemented",
             429 => "Too Many Requests",
             502 => "Bad Gateway",
             503 => "Service Unavailable",
@@ -155,6 +191,20 @@ impl Refusal {
             Refusal::HttpsRedirect { .. } => "This service is available over HTTPS only.",
             Refusal::WafBlocked => "The request was blocked by the security policy.",
             Refusal::BodyTooLarge => "The request body is larger than this route accepts.",
+            Refusal::AmbiguousFraming => {
+                "The request has both Content-Length and Transfer-Encoding; its length is ambiguous."
+            }
+            Refusal::UnsupportedTransferCoding => {
+                "Only the chunked transfer coding is accepted on requests."
+            }
+            Refusal::MissingHost => "An HTTP/1.1 request needs a Host header.",
+            Refusal::InvalidTarget => {
+                "The request target holds control characters or invalid percent-encoding."
+            }
+            Refusal::UriTooLong => "The request target is longer than this gateway accepts.",
+            Refusal::HeadersTooLarge => "The request headers are larger than this gateway accepts.",
+            Refusal::TooManyArgs => "The request has more query arguments than this gateway accepts.",
+            Refusal::ClientTimeout => "The request body did not arrive in time.",
             Refusal::RateLimited { .. } => "Rate limit exceeded; retry after the indicated time.",
             Refusal::NoHealthyBackend => "No healthy backend is available.",
             Refusal::BadGateway => "The backend could not be reached or sent an invalid response.",

@@ -32,6 +32,7 @@ const TOP_LEVEL: &[&str] = &[
     "waf",
     "rate_limits",
     "api_keys",
+    "limits",
 ];
 
 /// Reads, validates and compiles the config at `path`.
@@ -119,6 +120,21 @@ impl Compiler<'_> {
             .and_then(|a| a.token_file)
             .and_then(|t| self.admin_token(&t));
         let trusted_proxies = self.ip_set(f.trusted_proxies, "trusted_proxies");
+        let limits = self.doc.take(f.limits, "limits", &mut self.diags);
+        if let Some(l) = &limits {
+            for (field, zero) in [
+                ("max_uri_length", l.max_uri_length.0 == 0),
+                ("max_header_count", l.max_header_count == 0),
+                ("max_header_bytes", l.max_header_bytes.0 == 0),
+                ("max_query_args", l.max_query_args == 0),
+                ("max_body_size", l.max_body_size.0 == 0),
+                ("client_body_timeout", l.client_body_timeout.0.is_zero()),
+            ] {
+                if zero {
+                    self.err(&format!("limits.{field}"), "must be greater than zero");
+                }
+            }
+        }
         let access_log = self
             .doc
             .take(f.access_log, "access_log", &mut self.diags)
@@ -173,6 +189,7 @@ impl Compiler<'_> {
             admin,
             admin_token,
             trusted_proxies: trusted_proxies?,
+            limits: limits?,
             access_log: access_log?,
             reload: reload?,
             upstreams,

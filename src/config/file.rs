@@ -47,6 +47,9 @@ pub struct GatewayFile {
     /// API keys: the keys file and where requests carry the key.
     #[serde(default)]
     pub api_keys: Parsed<Option<ApiKeysFile>>,
+    /// Bounds on one request: URI, headers, query arguments, body, slow clients.
+    #[serde(default)]
+    pub limits: Parsed<LimitsFile>,
     /// Anything else at the top level: each key is reported as an unknown field.
     #[serde(flatten)]
     pub unknown: IndexMap<String, serde_yaml::Value>,
@@ -197,6 +200,38 @@ pub struct AdminFile {
 
 fn default_admin_address() -> String {
     "127.0.0.1:9901".into()
+}
+
+/// `limits:` — what one request may be; beyond it the gateway answers itself (414, 431, 400,
+/// 413) and the backend never sees the request.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsFile {
+    /// Longest request target (path and query), in bytes.
+    pub max_uri_length: ByteSize,
+    /// Most header fields.
+    pub max_header_count: usize,
+    /// Largest header section (names and values), in bytes.
+    pub max_header_bytes: ByteSize,
+    /// Most query arguments.
+    pub max_query_args: usize,
+    /// Largest request body, declared or streamed.
+    pub max_body_size: ByteSize,
+    /// Longest wait for the next piece of a request body.
+    pub client_body_timeout: HumanDuration,
+}
+
+impl Default for LimitsFile {
+    fn default() -> Self {
+        LimitsFile {
+            max_uri_length: ByteSize(8 * 1024),
+            max_header_count: 100,
+            max_header_bytes: ByteSize(64 * 1024),
+            max_query_args: 512,
+            max_body_size: ByteSize(64 * 1024 * 1024),
+            client_body_timeout: HumanDuration(std::time::Duration::from_secs(30)),
+        }
+    }
 }
 
 /// `access_log:`.

@@ -85,6 +85,8 @@ pub struct RuntimeConfig {
     pub admin_token: Option<Arc<str>>,
     /// Peers whose forwarding headers are believed.
     pub trusted_proxies: IpSet,
+    /// Bounds on one request.
+    pub limits: file::LimitsFile,
     /// Access-log destination.
     pub access_log: AccessLogTarget,
     /// Reload behaviour.

@@ -58,6 +58,8 @@ pub struct RequestCtx {
     pub upstream_error: Option<&'static str>,
     /// Failed connection attempts (each may be retried on another backend).
     pub connect_failures: usize,
+    /// Request body bytes passed on so far (checked against `limits.max_body_size`).
+    pub body_bytes: u64,
 }
 
 impl RequestCtx {
@@ -88,6 +90,7 @@ impl RequestCtx {
             backend: None,
             upstream_error: None,
             connect_failures: 0,
+            body_bytes: 0,
         }
     }
 

@@ -36,10 +36,11 @@ pub fn refusal_for(e: &Error) -> Option<Refusal> {
             _ => Refusal::BadGateway,
         }),
         ErrorSource::Downstream => match e.etype() {
+            // The client stopped sending its body: say so before closing (RFC 9110 408).
+            ErrorType::ReadTimedout => Some(Refusal::ClientTimeout),
             ErrorType::ReadError
             | ErrorType::WriteError
             | ErrorType::ConnectionClosed
-            | ErrorType::ReadTimedout
             | ErrorType::WriteTimedout => None,
             _ => Some(Refusal::BadRequest("The request could not be parsed.")),
         },

@@ -152,6 +152,28 @@ impl ProxyHttp for GatewayProxy {
         }
     }
 
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        // A declared length was checked with the head; a chunked body is counted as it streams.
+        if let Some(b) = body {
+            ctx.body_bytes += b.len() as u64;
+            if ctx.body_bytes > ctx.config.limits.max_body_size.0 {
+                ctx.refusal = Some(Refusal::BodyTooLarge);
+                session.set_keepalive(None);
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body over limits.max_body_size",
+                );
+            }
+        }
+        Ok(())
+    }
+
     async fn upstream_peer(
         &self,
         _session: &mut Session,

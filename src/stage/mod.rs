@@ -5,6 +5,7 @@
 //! modules add (IP lists, API key, rate limits, WAF).
 
 pub mod apikey;
+pub mod limits;
 mod normalize;
 pub mod ratelimit;
 pub mod waf;

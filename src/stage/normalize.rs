@@ -40,6 +40,16 @@ impl Stage for NormalizeStage {
         } else {
             peer
         };
+        let raw = session
+            .as_http1()
+            .filter(|_| req.headers.contains_key(http::header::TRANSFER_ENCODING))
+            .map(|h1| h1.get_headers_raw_bytes());
+        if let Err((refusal, close)) = super::limits::check_head(req, raw.as_deref(), &cfg.limits) {
+            if close {
+                session.set_keepalive(None);
+            }
+            return Verdict::Respond(refusal);
+        }
 
         let host = req
             .uri
@@ -76,6 +86,7 @@ impl Stage for NormalizeStage {
                 }
             }
         }
+        session.set_read_timeout(Some(cfg.limits.client_body_timeout.0));
         match cfg.routes.select(&ctx.host, &path) {
             Some(route) => {
                 ctx.route = Some(route.clone());
