@@ -66,7 +66,12 @@ struct Floor {
 
 /// Compares a report with recorded floors; returns the regressions.
 fn regressions(report: &Report, floors: &Floors) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out: Vec<String> = report
+        .sources
+        .keys()
+        .filter(|src| !floors.sources.contains_key(*src))
+        .map(|src| format!("{src}: no floor recorded; add it to the floors file"))
+        .collect();
     for (src, f) in &floors.sources {
         let Some(s) = report.sources.get(src) else {
             continue;
