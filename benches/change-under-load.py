@@ -172,7 +172,7 @@ def main():
             sys.exit(f"the gateway did not start; see {d}/gateway.log")
         results = {}
         if args.mode == "reload":
-            seconds = max(20, args.reloads // 3 + 10)
+            seconds = int(args.reloads * 1.5) + 15
             loads = [threading.Thread(target=wrk, args=(f"http://127.0.0.1:{port}", seconds, results, "http")),
                      threading.Thread(target=wrk, args=(f"https://127.0.0.1:{tls_port}", seconds, results, "https"))]
             for t in loads:
@@ -189,8 +189,13 @@ def main():
                     write(os.path.join(d, "keys.yaml"), keys_file(bin_, i))
                 else:
                     self_signed(bin_, d)
+                want = metric(admin_port, 'portcullis_config_reloads_total{result="success"}') + 1
                 gw.send_signal(signal.SIGHUP)
-                time.sleep(0.25)
+                # One change at a time: wait until this reload is in (a reload compiles the rules).
+                deadline = time.time() + 20
+                while time.time() < deadline and metric(admin_port,
+                                                        'portcullis_config_reloads_total{result="success"}') < want:
+                    time.sleep(0.05)
             taken = metric(admin_port, 'portcullis_config_reloads_total{result="success"}') - before
             failed = metric(admin_port, 'portcullis_config_reloads_total{result="failure"}')
             for t in loads:
