@@ -265,10 +265,15 @@ impl ProxyHttp for GatewayProxy {
 
     async fn response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if !self.state.is_ready() {
+            // Shutting down or handing over to a new process: tell the client to reconnect
+            // (to the new process) instead of reusing a connection that is about to close.
+            session.set_keepalive(None);
+        }
         headers::downstream_response(upstream_response, ctx);
         add_rate_limit_fields(upstream_response, ctx);
         Ok(())
