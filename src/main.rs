@@ -266,7 +266,13 @@ fn dispatch(cmd: Command) -> anyhow::Result<ExitCode> {
             KeysCommand::Hash => cli::keys::hash(),
         }),
         Command::Backend { listen } => {
-            let mut server = pingora::server::Server::new(None).context("starting the backend")?;
+            // A test backend: stop at once on SIGTERM (Pingora's default grace is minutes).
+            let conf = pingora::server::configuration::ServerConf {
+                grace_period_seconds: Some(0),
+                graceful_shutdown_timeout_seconds: Some(1),
+                ..Default::default()
+            };
+            let mut server = pingora::server::Server::new_with_opt_and_conf(None, conf);
             server.bootstrap();
             server.add_service(portcullis::demo::echo_service(&listen.to_string()));
             log::info!("listening backend on http://{listen}");
