@@ -13,9 +13,9 @@ use aho_corasick::AhoCorasick;
 use regex::bytes::{Regex, RegexSet, RegexSetBuilder};
 
 use super::operator::Operator;
-use super::profile::Profile;
 use super::ruleset::{Action, Rule, RuleSet, REGEX_SIZE_LIMIT};
 use super::target::{Item, TargetKind, TargetSpec, KINDS};
+use super::texts::{Texts, UNSET};
 use super::transform::Transform;
 
 /// Size limit of one compiled regex set.
@@ -60,11 +60,11 @@ pub struct Matcher {
 
 /// Transform chains as a prefix tree, so chains that start alike share the work: each prefix
 /// is computed once per value.
-struct ChainTrie {
+pub(super) struct ChainTrie {
     /// (parent node, transform); a node's parent has a smaller index.
-    nodes: Vec<(Option<usize>, Transform)>,
+    pub(super) nodes: Vec<(Option<usize>, Transform)>,
     /// Final node of each chain (`None`: the empty chain, the raw value).
-    chain_end: Vec<Option<usize>>,
+    pub(super) chain_end: Vec<Option<usize>>,
 }
 
 impl ChainTrie {
@@ -85,131 +85,6 @@ impl ChainTrie {
             chain_end.push(at);
         }
         ChainTrie { nodes, chain_end }
-    }
-}
-
-/// Not computed yet.
-const UNSET: u32 = u32::MAX;
-/// Text id of the raw value.
-const RAW: u32 = 0;
-
-/// The texts one value turns into, deduplicated: id 0 is the raw value, id `i > 0` is
-/// `texts[i - 1]`. Reused from value to value so its buffers are allocated once per inspection.
-struct Texts {
-    texts: Vec<String>,
-    /// Byte profile per text id, computed when first needed.
-    profiles: Vec<Option<Profile>>,
-    /// Text id per trie node.
-    node_text: Vec<u32>,
-    /// (source text, transform) → result text, shared by every trie branch.
-    memo: Vec<(u32, Transform, u32)>,
-    /// Text id per chain (by index in the rule set), for the chains the value goes through.
-    chain_text: Vec<u32>,
-    /// Distinct text ids to scan.
-    active: Vec<u32>,
-    /// (text id, operator is SQLi) → libinjection's verdict, for rules that share a text.
-    injection: Vec<(u32, bool, bool)>,
-    /// Selectors of the current kind that select the value.
-    item_sel: Vec<u64>,
-}
-
-impl Texts {
-    fn new(trie: &ChainTrie) -> Texts {
-        Texts {
-            texts: Vec::new(),
-            profiles: Vec::new(),
-            node_text: vec![UNSET; trie.nodes.len()],
-            memo: Vec::new(),
-            chain_text: vec![UNSET; trie.chain_end.len()],
-            active: Vec::new(),
-            injection: Vec::new(),
-            item_sel: Vec::new(),
-        }
-    }
-
-    fn reset(&mut self) {
-        self.texts.clear();
-        self.profiles.clear();
-        self.profiles.push(None);
-        self.node_text.fill(UNSET);
-        self.memo.clear();
-        self.chain_text.fill(UNSET);
-        self.active.clear();
-        self.injection.clear();
-    }
-
-    fn text<'a>(&'a self, id: u32, raw: &'a str) -> &'a str {
-        match id {
-            RAW => raw,
-            i => &self.texts[i as usize - 1],
-        }
-    }
-
-    fn profile(&mut self, id: u32, raw: &str) -> Profile {
-        if let Some(p) = self.profiles[id as usize] {
-            return p;
-        }
-        let p = Profile::of(self.text(id, raw));
-        self.profiles[id as usize] = Some(p);
-        p
-    }
-
-    /// The text id of trie node `node` (`None`: the raw value), computing what is missing.
-    fn node(&mut self, trie: &ChainTrie, node: Option<usize>, raw: &str) -> u32 {
-        let Some(n) = node else { return RAW };
-        if self.node_text[n] != UNSET {
-            return self.node_text[n];
-        }
-        let (parent, t) = trie.nodes[n];
-        let src = self.node(trie, parent, raw);
-        let dst = self.apply(src, t, raw);
-        self.node_text[n] = dst;
-        dst
-    }
-
-    fn apply(&mut self, src: u32, t: Transform, raw: &str) -> u32 {
-        if let Some(&(_, _, dst)) = self.memo.iter().find(|(s, x, _)| *s == src && *x == t) {
-            return dst;
-        }
-        let p = self.profile(src, raw);
-        let input = self.text(src, raw);
-        let dst = if !t.may_change(p, input.len()) {
-            src
-        } else {
-            match t.transform(input) {
-                None => src,
-                Some(out) => self.intern(out, raw),
-            }
-        };
-        self.memo.push((src, t, dst));
-        dst
-    }
-
-    fn intern(&mut self, out: String, raw: &str) -> u32 {
-        if out == raw {
-            return RAW;
-        }
-        if let Some(i) = self.texts.iter().position(|x| *x == out) {
-            return i as u32 + 1;
-        }
-        self.texts.push(out);
-        self.profiles.push(None);
-        self.texts.len() as u32
-    }
-
-    /// libinjection's verdict on text `id`, computed once per text.
-    fn injection(&mut self, id: u32, sqli: bool, raw: &str) -> bool {
-        if let Some(&(_, _, m)) = self
-            .injection
-            .iter()
-            .find(|(t, s, _)| *t == id && *s == sqli)
-        {
-            return m;
-        }
-        let op = if sqli { Operator::Sqli } else { Operator::Xss };
-        let m = op.eval(self.text(id, raw));
-        self.injection.push((id, sqli, m));
-        m
     }
 }
 

@@ -20,6 +20,7 @@ pub mod ruleset;
 pub mod sample;
 pub mod schema;
 pub mod target;
+mod texts;
 pub mod transform;
 
 use std::path::PathBuf;
