@@ -131,7 +131,7 @@ impl Naive {
         let mut items = Vec::new();
         portcullis::waf::parse::head_items(&view, &Default::default(), &mut items);
         if let Some(b) = &s.body {
-            portcullis::waf::parse::body_items(
+            let _ = portcullis::waf::parse::body_items(
                 s.content_type(),
                 b,
                 &Default::default(),

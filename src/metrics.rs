@@ -176,9 +176,9 @@ impl Metrics {
         let waf_body_limit = IntCounterVec::new(
             Opts::new(
                 "portcullis_waf_body_limit_total",
-                "Request bodies larger than the inspection limit, by route and action (rejected or passed).",
+                "Request bodies past an inspection limit, by route, action (rejected or passed) and limit (body_limit, max_json_depth, max_multipart_parts, max_body_args).",
             ),
-            &["route", "action"],
+            &["route", "action", "limit"],
         )
         .unwrap_or_else(unreachable_metric);
         let ratelimit_limited = IntCounterVec::new(

@@ -57,6 +57,9 @@ pub enum Refusal {
     WafBlocked,
     /// 413: the body is larger than the route allows.
     BodyTooLarge,
+    /// 400: the body nests deeper, or holds more parts or arguments, than the `limits` field
+    /// named allows.
+    BodyTooComplex(&'static str),
     /// 400: both `Content-Length` and `Transfer-Encoding`: the framing is ambiguous.
     AmbiguousFraming,
     /// 501: a transfer coding other than `chunked`.
@@ -73,6 +76,14 @@ pub enum Refusal {
     TooManyArgs,
     /// 408: the client sent its body slower than `limits.client_body_timeout` allows.
     ClientTimeout,
+    /// 408: the client did not send its request head within `limits.client_header_timeout`.
+    HeaderTimeout,
+    /// A request the HTTP parser refused before any stage saw it (malformed request line or
+    /// header, CONNECT); the status is the parser's.
+    Unparsable {
+        /// 400, or 405 for CONNECT.
+        status: u16,
+    },
     /// 429: a rate limit refused the request.
     RateLimited {
         /// Seconds until a request would be admitted.
@@ -114,10 +125,12 @@ impl Refusal {
             Refusal::AmbiguousFraming
             | Refusal::MissingHost
             | Refusal::InvalidTarget
-            | Refusal::TooManyArgs => 400,
+            | Refusal::TooManyArgs
+            | Refusal::BodyTooComplex(_) => 400,
             Refusal::UnsupportedTransferCoding => 501,
             Refusal::UriTooLong => 414,
-            Refusal::ClientTimeout => 408,
+            Refusal::ClientTimeout | Refusal::HeaderTimeout => 408,
+            Refusal::Unparsable { status } => *status,
             Refusal::HeadersTooLarge => 431,
             Refusal::RateLimited { .. } => 429,
             Refusal::NoHealthyBackend | Refusal::BadGateway => 502,
@@ -142,6 +155,7 @@ impl Refusal {
             Refusal::HttpsRedirect { .. } => "https_redirect",
             Refusal::WafBlocked => "waf_blocked",
             Refusal::BodyTooLarge => "body_too_large",
+            Refusal::BodyTooComplex(_) => "body_too_complex",
             Refusal::AmbiguousFraming => "ambiguous_framing",
             Refusal::UnsupportedTransferCoding => "unsupported_transfer_coding",
             Refusal::MissingHost => "missing_host",
@@ -150,6 +164,9 @@ impl Refusal {
             Refusal::HeadersTooLarge => "headers_too_large",
             Refusal::TooManyArgs => "too_many_args",
             Refusal::ClientTimeout => "client_timeout",
+            Refusal::HeaderTimeout => "header_timeout",
+            Refusal::Unparsable { status: 405 } => "method_not_allowed",
+            Refusal::Unparsable { .. } => "malformed_request",
             Refusal::RateLimited { .. } => "rate_limited",
             Refusal::NoHealthyBackend => "no_healthy_backend",
             Refusal::BadGateway => "upstream_error",
@@ -166,6 +183,7 @@ impl Refusal {
             403 => "Forbidden",
             308 => "Permanent Redirect",
             404 => "Not Found",
+            405 => "Method Not Allowed",
             413 => "Content Too Large",
             408 => "Request Timeout",
             414 => "URI Too Long",
@@ -191,6 +209,9 @@ impl Refusal {
             Refusal::HttpsRedirect { .. } => "This service is available over HTTPS only.",
             Refusal::WafBlocked => "The request was blocked by the security policy.",
             Refusal::BodyTooLarge => "The request body is larger than this route accepts.",
+            Refusal::BodyTooComplex(_) => {
+                "The request body nests deeper, or holds more parts or fields, than this gateway inspects."
+            }
             Refusal::AmbiguousFraming => {
                 "The request has both Content-Length and Transfer-Encoding; its length is ambiguous."
             }
@@ -205,6 +226,11 @@ impl Refusal {
             Refusal::HeadersTooLarge => "The request headers are larger than this gateway accepts.",
             Refusal::TooManyArgs => "The request has more query arguments than this gateway accepts.",
             Refusal::ClientTimeout => "The request body did not arrive in time.",
+            Refusal::HeaderTimeout => "The request line and headers did not arrive in time.",
+            Refusal::Unparsable { status: 405 } => "This gateway does not accept this method.",
+            Refusal::Unparsable { .. } => {
+                "The request line or a header field is malformed and cannot be parsed."
+            }
             Refusal::RateLimited { .. } => "Rate limit exceeded; retry after the indicated time.",
             Refusal::NoHealthyBackend => "No healthy backend is available.",
             Refusal::BadGateway => "The backend could not be reached or sent an invalid response.",
@@ -261,6 +287,28 @@ impl Refusal {
     }
 }
 
+impl Refusal {
+    /// The whole HTTP/1.1 response, for answers written below Pingora's HTTP layer (the
+    /// connection guard): problem+json, `Connection: close`.
+    pub fn http1_bytes(&self, request_id: &str) -> Vec<u8> {
+        let body = self.body(request_id);
+        let header = self.header(request_id, body.len());
+        let mut out = Vec::with_capacity(256 + body.len());
+        out.extend_from_slice(
+            format!("HTTP/1.1 {} {}\r\n", self.status(), self.title()).as_bytes(),
+        );
+        for (name, value) in header.headers.iter() {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"Connection: close\r\n\r\n");
+        out.extend_from_slice(&body);
+        out
+    }
+}
+
 fn unreachable_header() -> ResponseHeader {
     // ResponseHeader::build only fails on an invalid status code; 500 is valid.
     panic!("cannot build a 500 response header")
@@ -293,6 +341,10 @@ mod tests {
             Refusal::Unavailable,
             Refusal::GatewayTimeout,
             Refusal::Internal,
+            Refusal::HeaderTimeout,
+            Refusal::Unparsable { status: 400 },
+            Refusal::Unparsable { status: 405 },
+            Refusal::BodyTooComplex("max_json_depth"),
         ];
         let mut reasons = std::collections::HashSet::new();
         for r in &all {
@@ -310,6 +362,11 @@ mod tests {
                 h.headers.get("content-type").unwrap(),
                 "application/problem+json"
             );
+            let raw = String::from_utf8(r.http1_bytes("rid")).unwrap();
+            assert!(raw.starts_with(&format!("HTTP/1.1 {} ", r.status())));
+            let (head, tail) = raw.split_once("\r\n\r\n").unwrap();
+            assert!(head.contains("Connection: close"));
+            assert!(head.contains(&format!("content-length: {}", tail.len())));
         }
         let h = Refusal::RateLimited { retry_after: 3 }.header("", 0);
         assert_eq!(h.headers.get("retry-after").unwrap(), "3");

@@ -116,10 +116,12 @@ pub fn prepare_with(
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        GatewayProxy::new(state.clone()),
-        "portcullis",
+    let mut proxy = pingora::services::listening::Service::new(
+        "portcullis".to_string(),
+        crate::proxy::conn::GuardedApp::new(
+            pingora::proxy::http_proxy(&server.configuration, GatewayProxy::new(state.clone())),
+            state.clone(),
+        ),
     );
     let mut prebound = Vec::new();
     let mut listeners = Vec::new();

@@ -13,7 +13,7 @@ use common::*;
 
 fn config(backend: &Backend, extra: &str) -> String {
     format!(
-        "server: {{ threads: 2 }}\nlisteners:\n  - {{ name: main, address: 127.0.0.1:0 }}\nadmin: {{ address: 127.0.0.1:0 }}\naccess_log: {{ path: access.log }}\nreload: {{ watch: false }}\nlimits: {{ max_body_size: 1KiB, client_body_timeout: 300ms, max_header_count: 50, max_header_bytes: 16KiB, max_uri_length: 4KiB, max_query_args: 100 }}\nupstreams:\n  app: {{ backends: [\"{}\"] }}\nroutes:\n  - {{ name: app, upstream: app }}\n{extra}",
+        "server: {{ threads: 2 }}\nlisteners:\n  - {{ name: main, address: 127.0.0.1:0 }}\nadmin: {{ address: 127.0.0.1:0 }}\naccess_log: {{ path: access.log }}\nreload: {{ watch: false }}\nlimits: {{ max_body_size: 1KiB, client_body_timeout: 300ms, max_header_count: 50, max_header_bytes: 16KiB, max_uri_length: 4KiB, max_query_args: 100, client_header_timeout: 1s }}\nupstreams:\n  app: {{ backends: [\"{}\"] }}\nroutes:\n  - {{ name: app, upstream: app }}\n{extra}",
         backend.addr
     )
 }
@@ -73,7 +73,7 @@ async fn ambiguous_framing_is_refused_and_nothing_is_smuggled() {
     let gw = TestGateway::start(&config(&backend, ""));
     let smuggled = b"GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n";
     // (name, request head + body, expected status, answered by the gateway's own stage)
-    let cases: Vec<(&str, Vec<u8>, u16, Option<&str>)> = vec![
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
         (
             "content-length and transfer-encoding",
             [
@@ -82,7 +82,7 @@ async fn ambiguous_framing_is_refused_and_nothing_is_smuggled() {
             ]
             .concat(),
             400,
-            Some("ambiguous_framing"),
+            "ambiguous_framing",
         ),
         (
             "a coding other than chunked",
@@ -92,25 +92,25 @@ async fn ambiguous_framing_is_refused_and_nothing_is_smuggled() {
             ]
             .concat(),
             501,
-            Some("unsupported_transfer_coding"),
+            "unsupported_transfer_coding",
         ),
         (
             "duplicate content-length",
             b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\nabcde".to_vec(),
             400,
-            None,
+            "malformed_request",
         ),
         (
             "invalid content-length",
             b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 4x\r\n\r\nabcd".to_vec(),
             400,
-            None,
+            "malformed_request",
         ),
         (
             "negative content-length",
             b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\nabcd".to_vec(),
             400,
-            None,
+            "malformed_request",
         ),
         (
             "obfuscated transfer-encoding value",
@@ -120,7 +120,7 @@ async fn ambiguous_framing_is_refused_and_nothing_is_smuggled() {
             ]
             .concat(),
             400,
-            None,
+            "malformed_request",
         ),
         (
             "space before the colon",
@@ -130,65 +130,67 @@ async fn ambiguous_framing_is_refused_and_nothing_is_smuggled() {
             ]
             .concat(),
             400,
-            None,
+            "malformed_request",
         ),
         (
             "transfer-encoding twice",
             b"POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n".to_vec(),
             400,
-            None,
+            "malformed_request",
         ),
         (
             "invalid chunk size",
             b"POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n".to_vec(),
             400,
-            None,
+            "bad_request",
         ),
         (
             "chunk size overflow",
             b"POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffffff\r\nabc\r\n0\r\n\r\n".to_vec(),
             400,
-            None,
+            "bad_request",
         ),
         (
             "obsolete line folding",
             b"GET /a HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n".to_vec(),
             400,
-            None,
+            "malformed_request",
         ),
         (
             "bare CR splitting a header value",
             b"GET /a HTTP/1.1\r\nHost: a\r\nX-A: b\rX-Injected: 1\r\n\r\n".to_vec(),
             400,
-            None,
+            "malformed_request",
         ),
         (
             "control byte in a header value",
             b"GET /a HTTP/1.1\r\nHost: a\r\nX-A: b\x01c\r\n\r\n".to_vec(),
             400,
-            None,
+            "malformed_request",
         ),
         (
             "two Host headers",
             b"GET /a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".to_vec(),
             400,
-            None,
+            "malformed_request",
         ),
         (
             "HTTP/1.1 without Host",
             b"GET /a HTTP/1.1\r\n\r\n".to_vec(),
             400,
-            Some("missing_host"),
+            "missing_host",
         ),
     ];
     for (name, bytes, want, reason) in &cases {
         let resp = exchange(gw.addr(), bytes, Duration::from_secs(2));
         assert_eq!(status(&resp), *want, "{name}: {resp}");
         assert_eq!(answers(&resp), 1, "{name}: one answer only: {resp}");
-        if let Some(reason) = reason {
-            assert!(is_problem(&resp), "{name}: {resp}");
-            assert!(resp.contains(&format!(":{reason}\"")), "{name}: {resp}");
-        }
+        // Refusals of the HTTP parser, before any stage ran, are problem+json too.
+        assert!(is_problem(&resp), "{name}: {resp}");
+        assert!(
+            resp.contains(&format!(":{reason}\"")),
+            "{name}: reason {reason}: {resp}"
+        );
         still_serves(&gw).await;
     }
     let paths: Vec<String> = backend.seen().iter().map(|s| s.target.clone()).collect();
@@ -206,6 +208,7 @@ async fn ambiguous_framing_is_refused_and_nothing_is_smuggled() {
         "ambiguous_framing",
         "unsupported_transfer_coding",
         "missing_host",
+        "malformed_request",
     ] {
         assert!(
             metrics.contains(&format!("reason=\"{reason}\"")),
@@ -214,6 +217,7 @@ async fn ambiguous_framing_is_refused_and_nothing_is_smuggled() {
     }
     let log = std::fs::read_to_string(gw.path("access.log")).unwrap();
     assert!(log.contains("\"refusal\":\"ambiguous_framing\""), "{log}");
+    assert!(log.contains("\"refusal\":\"malformed_request\""), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,4 +366,176 @@ async fn a_slow_body_is_timed_out_while_others_are_served() {
         started.elapsed()
     );
     still_serves(&gw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_sent_too_slowly_is_timed_out_while_others_are_served() {
+    let backend = Backend::start("app");
+    let gw = TestGateway::start(&config(&backend, ""));
+    // Slowloris: a header line every 100 ms, for up to 8 s; the head is given 1 s in all.
+    let mut slow = TcpStream::connect(gw.addr()).unwrap();
+    slow.write_all(b"GET /slow HTTP/1.1\r\nHost: a\r\n")
+        .unwrap();
+    let mut drip = slow.try_clone().unwrap();
+    let dripping = std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(8);
+        while Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(100));
+            if drip.write_all(b"X-Drip: 1\r\n").is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    still_serves(&gw).await;
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = slow.read_to_end(&mut out);
+    let resp = String::from_utf8_lossy(&out);
+    assert_eq!(status(&resp), 408, "{resp}");
+    assert!(is_problem(&resp), "{resp}");
+    assert!(resp.contains(":header_timeout\""), "{resp}");
+    assert!(
+        dripping.join().unwrap(),
+        "the gateway closed the connection while the client was still sending its head"
+    );
+    still_serves(&gw).await;
+    assert!(
+        !backend.seen().iter().any(|s| s.target == "/slow"),
+        "an unfinished head reached the backend"
+    );
+    gw.wait_metric(
+        "portcullis_http_refusals_total{reason=\"header_timeout\",route=\"none\"}",
+        1.0,
+    )
+    .await;
+    eventually(Duration::from_secs(5), "access-log line", || async {
+        std::fs::read_to_string(gw.path("access.log"))
+            .unwrap_or_default()
+            .contains("\"refusal\":\"header_timeout\"")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_head_deadline_spares_idle_keepalive_and_closes_silent_connections() {
+    let backend = Backend::start("app");
+    let gw = TestGateway::start(&config(&backend, ""));
+    // A keep-alive connection idle for longer than the head deadline still serves its next
+    // request: the deadline starts at the first byte of a head.
+    let mut s = TcpStream::connect(gw.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let read_answer = |s: &mut TcpStream| {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until && answers(&String::from_utf8_lossy(&out)) == 0 {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+        }
+        // The rest of the answer (its body) follows at once.
+        std::thread::sleep(Duration::from_millis(100));
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    s.write_all(b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    assert_eq!(status(&read_answer(&mut s)), 200);
+    std::thread::sleep(Duration::from_millis(1800));
+    s.write_all(b"GET /two HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let second = read_answer(&mut s);
+    assert_eq!(status(&second), 200, "{second}");
+    let paths: Vec<String> = backend.seen().iter().map(|s| s.target.clone()).collect();
+    assert!(
+        paths.ends_with(&["/one".into(), "/two".into()]),
+        "{paths:?}"
+    );
+
+    // A connection that never sends a byte is closed after the deadline, without an answer
+    // (browsers open such connections speculatively).
+    let mut silent = TcpStream::connect(gw.addr()).unwrap();
+    silent
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let started = Instant::now();
+    let mut out = Vec::new();
+    let _ = silent.read_to_end(&mut out);
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "a silent connection was held {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_http_parser_refuses_get_problem_json() {
+    let backend = Backend::start("app");
+    let gw = TestGateway::start(&config(&backend, ""));
+    for (name, bytes, want, reason) in [
+        (
+            "header line without a colon",
+            &b"GET /a HTTP/1.1\r\nHost: a\r\nNot a header\r\n\r\n"[..],
+            400,
+            "malformed_request",
+        ),
+        (
+            "garbage request line",
+            &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"[..],
+            400,
+            "malformed_request",
+        ),
+        (
+            "CONNECT",
+            &b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"[..],
+            405,
+            "method_not_allowed",
+        ),
+    ] {
+        let resp = exchange(gw.addr(), bytes, Duration::from_secs(2));
+        assert_eq!(status(&resp), want, "{name}: {resp}");
+        assert_eq!(answers(&resp), 1, "{name}: {resp}");
+        assert!(is_problem(&resp), "{name}: {resp}");
+        assert!(resp.contains(&format!(":{reason}\"")), "{name}: {resp}");
+        assert!(
+            resp.to_ascii_lowercase().contains("x-request-id: "),
+            "{name}: {resp}"
+        );
+        let (_, body) = resp.split_once("\r\n\r\n").unwrap();
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["status"], want, "{name}");
+        still_serves(&gw).await;
+    }
+    assert_eq!(
+        backend.count(),
+        3,
+        "only the still_serves requests reach the backend"
+    );
+    gw.wait_metric(
+        "portcullis_http_refusals_total{reason=\"malformed_request\",route=\"none\"}",
+        2.0,
+    )
+    .await;
+    gw.wait_metric(
+        "portcullis_http_refusals_total{reason=\"method_not_allowed\",route=\"none\"}",
+        1.0,
+    )
+    .await;
+    eventually(Duration::from_secs(5), "access-log lines", || async {
+        let log = std::fs::read_to_string(gw.path("access.log")).unwrap_or_default();
+        log.matches("\"refusal\":\"malformed_request\"").count() == 2
+            && log.contains("\"refusal\":\"method_not_allowed\"")
+    })
+    .await;
 }

@@ -314,15 +314,143 @@ async fn oversized_bodies_are_rejected_or_passed_uninspected_as_configured() {
         .unwrap();
     assert_eq!(r.status(), 403);
     gw.wait_metric(
-        r#"portcullis_waf_body_limit_total{action="rejected",route="app"}"#,
+        r#"portcullis_waf_body_limit_total{action="rejected",limit="body_limit",route="app"}"#,
         1.0,
     )
     .await;
     gw.wait_metric(
-        r#"portcullis_waf_body_limit_total{action="passed",route="uploads"}"#,
+        r#"portcullis_waf_body_limit_total{action="passed",limit="body_limit",route="uploads"}"#,
         2.0,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_past_a_structure_limit_are_refused_or_passed_as_configured() {
+    let be = Backend::start("app");
+    let yaml = config(be.addr, "  rules: [rules]\n", "").replace(
+        "routes:\n  - name: app\n    upstream: app\n",
+        "limits: { max_json_depth: 8, max_body_args: 20, max_multipart_parts: 3 }\nroutes:\n  - name: app\n    upstream: app\n  - name: uploads\n    path_prefix: /upload\n    upstream: app\n    waf: { on_body_limit: pass }\n",
+    );
+    let gw = TestGateway::start_in(dir_with_rules(LOCAL_RULES), &yaml);
+    let cl = client();
+    let nested = |depth: usize, leaf: &str| {
+        format!(
+            "{}\"{leaf}\"{}",
+            "{\"a\":[".repeat(depth),
+            "]}".repeat(depth)
+        )
+    };
+    let form = |n: usize, evil_at: usize| {
+        (0..n)
+            .map(|i| format!("f{i}={}", if i == evil_at { "evil" } else { "ok" }))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
+    let part = "--B\r\nContent-Disposition: form-data; name=\"p\"\r\n\r\nok\r\n";
+    let multipart = |n: usize| format!("{}--B--\r\n", part.repeat(n));
+    let send = |path: &str, ct: &str, body: String| {
+        cl.post(gw.url(path))
+            .header("content-type", ct)
+            .body(body)
+            .send()
+    };
+    const JSON: &str = "application/json";
+    const FORM: &str = "application/x-www-form-urlencoded";
+    const MULTIPART: &str = "multipart/form-data; boundary=B";
+
+    // Within the limits: inspected as usual.
+    assert_eq!(
+        send("/api", JSON, nested(4, "fine"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        send("/api", JSON, nested(4, "evil"))
+            .await
+            .unwrap()
+            .status(),
+        403
+    );
+    assert_eq!(
+        send("/api", FORM, form(20, 19)).await.unwrap().status(),
+        403
+    );
+    assert_eq!(
+        send("/api", MULTIPART, multipart(3))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let forwarded = be.count();
+    assert_eq!(forwarded, 2);
+
+    // Past them, on a rejecting route: 400 problem+json, nothing forwarded. An attack hidden
+    // past the limit gets no way through.
+    for (ct, body, limit) in [
+        (JSON, nested(9, "fine"), "max_json_depth"),
+        (JSON, nested(300, "evil"), "max_json_depth"),
+        (FORM, form(21, 20), "max_body_args"),
+        (MULTIPART, multipart(4), "max_multipart_parts"),
+    ] {
+        let r = send("/api", ct, body).await.unwrap();
+        assert_eq!(r.status(), 400, "{limit}");
+        assert_eq!(
+            r.headers()["content-type"],
+            "application/problem+json",
+            "{limit}"
+        );
+        let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        let p: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(p["type"], "tag:portcullis,2026:body_too_complex");
+        let line = gw.log_line(&rid).await;
+        assert_eq!(line["refusal"], "body_too_complex");
+        assert_eq!(line["waf"]["body"], format!("{limit}_rejected"));
+    }
+    assert_eq!(
+        be.count(),
+        forwarded,
+        "a body past a limit reached the backend"
+    );
+    // An attack before the limit is still an attack.
+    assert_eq!(send("/api", FORM, form(30, 1)).await.unwrap().status(), 403);
+
+    // On a passing route: inspected up to the limit, then forwarded whole.
+    let body = form(30, 25);
+    let r = send("/upload", FORM, body.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(be.last().body, body.as_bytes());
+    assert_eq!(
+        send("/upload", FORM, form(30, 1)).await.unwrap().status(),
+        403
+    );
+    assert_eq!(
+        send("/upload", JSON, nested(12, "fine"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    for (action, route, limit, n) in [
+        ("rejected", "app", "max_json_depth", 2.0),
+        // The form past the limit, and the one blocked for what came before it.
+        ("rejected", "app", "max_body_args", 2.0),
+        ("rejected", "app", "max_multipart_parts", 1.0),
+        ("passed", "uploads", "max_body_args", 2.0),
+        ("passed", "uploads", "max_json_depth", 1.0),
+    ] {
+        gw.wait_metric(
+            &format!(
+                r#"portcullis_waf_body_limit_total{{action="{action}",limit="{limit}",route="{route}"}}"#
+            ),
+            n,
+        )
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -129,6 +129,10 @@ impl Compiler<'_> {
                 ("max_query_args", l.max_query_args == 0),
                 ("max_body_size", l.max_body_size.0 == 0),
                 ("client_body_timeout", l.client_body_timeout.0.is_zero()),
+                ("client_header_timeout", l.client_header_timeout.0.is_zero()),
+                ("max_json_depth", l.max_json_depth == 0),
+                ("max_multipart_parts", l.max_multipart_parts == 0),
+                ("max_body_args", l.max_body_args == 0),
             ] {
                 if zero {
                     self.err(&format!("limits.{field}"), "must be greater than zero");
@@ -169,7 +173,14 @@ impl Compiler<'_> {
             }
         }
         let waf = match (waf_global, &routes) {
-            (Ok(Some(g)), Some(rt)) => self.build_waf(g, rt),
+            (Ok(Some(g)), Some(rt)) => {
+                let parse_limits = limits.as_ref().map(|l| crate::waf::ParseLimits {
+                    json_depth: l.max_json_depth,
+                    multipart_parts: l.max_multipart_parts,
+                    args: l.max_body_args,
+                });
+                self.build_waf(g, rt, parse_limits.unwrap_or_default())
+            }
             _ => None,
         };
         let rate_limits = self
@@ -478,6 +489,7 @@ impl Compiler<'_> {
         &mut self,
         g: super::waf::WafGlobal,
         routes: &RouteTable,
+        parse_limits: crate::waf::ParseLimits,
     ) -> Option<Arc<crate::waf::Waf>> {
         let rules = g.rules?;
         let mut levels: Vec<u8> = routes
@@ -488,7 +500,10 @@ impl Compiler<'_> {
         levels.sort_unstable();
         levels.dedup();
         match crate::waf::Waf::build(rules, &levels) {
-            Ok(w) => Some(Arc::new(w)),
+            Ok(mut w) => {
+                w.limits = parse_limits;
+                Some(Arc::new(w))
+            }
             Err(m) => {
                 self.err("waf.rules", m);
                 None

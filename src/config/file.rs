@@ -219,6 +219,17 @@ pub struct LimitsFile {
     pub max_body_size: ByteSize,
     /// Longest wait for the next piece of a request body.
     pub client_body_timeout: HumanDuration,
+    /// Longest time a client may take to send a whole request head (request line and headers),
+    /// from its first byte; slower clients get 408 and the connection is closed.
+    pub client_header_timeout: HumanDuration,
+    /// Deepest JSON (or XML) nesting the WAF inspects; deeper bodies follow the route's
+    /// `waf.on_body_limit`.
+    pub max_json_depth: usize,
+    /// Most multipart parts the WAF inspects.
+    pub max_multipart_parts: usize,
+    /// Most arguments of one body the WAF inspects (form fields, JSON values and keys, XML
+    /// elements).
+    pub max_body_args: usize,
 }
 
 impl Default for LimitsFile {
@@ -230,6 +241,10 @@ impl Default for LimitsFile {
             max_query_args: 512,
             max_body_size: ByteSize(64 * 1024 * 1024),
             client_body_timeout: HumanDuration(std::time::Duration::from_secs(30)),
+            client_header_timeout: HumanDuration(std::time::Duration::from_secs(15)),
+            max_json_depth: 64,
+            max_multipart_parts: 256,
+            max_body_args: 10_000,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The Pingora `ProxyHttp` implementation. It only sequences: stages decide, [`Refusal`]
 //! renders, [`headers`] cleans, [`failure`] classifies, and [`GatewayProxy::logging`] records.
 
+pub mod conn;
 mod ctx;
 pub mod failure;
 pub mod headers;
@@ -122,6 +123,15 @@ impl ProxyHttp for GatewayProxy {
     fn new_ctx(&self) -> RequestCtx {
         self.state.metrics.in_flight.inc();
         RequestCtx::new(self.state.config.load_full())
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        conn::mark_request_seen(session.as_downstream().stream());
+        Ok(())
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -379,6 +389,52 @@ impl ProxyHttp for GatewayProxy {
     }
 }
 
+/// Counts and logs a refusal made on a connection before any request reached the proxy (see
+/// [`conn`]): the metric and the access-log line every refusal gets.
+pub fn record_connection_refusal(
+    state: &GatewayState,
+    refusal: &Refusal,
+    request_id: &str,
+    peer: Option<std::net::SocketAddr>,
+) {
+    let m = &state.metrics;
+    let status = refusal.status();
+    m.requests
+        .with_label_values(&["none", "other", status_class(status)])
+        .inc();
+    m.refusals
+        .with_label_values(&["none", refusal.reason()])
+        .inc();
+    if matches!(
+        state.config.load().access_log,
+        crate::config::AccessLogTarget::Off
+    ) {
+        return;
+    }
+    let record = ConnectionRecord {
+        ts: now_rfc3339(),
+        request_id,
+        client_ip: peer.map(|p| p.ip().to_string()),
+        status,
+        refusal: refusal.reason(),
+    };
+    match serde_json::to_string(&record) {
+        Ok(line) => state.access_log.write(line),
+        Err(err) => log::error!("access-log record not serialisable: {err}"),
+    }
+}
+
+/// The access-log line of a refusal made before the request could be read.
+#[derive(Serialize)]
+struct ConnectionRecord<'a> {
+    ts: String,
+    request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_ip: Option<String>,
+    status: u16,
+    refusal: &'static str,
+}
+
 /// One access-log line.
 #[derive(Serialize)]
 struct AccessRecord<'a> {
@@ -512,14 +568,36 @@ impl GatewayProxy {
         }
         let body = match w.body {
             BodyInspection::PassedUninspected => {
-                m.waf_body_limit.with_label_values(&[route, "passed"]).inc();
+                m.waf_body_limit
+                    .with_label_values(&[route, "passed", "body_limit"])
+                    .inc();
                 Some("over_limit_passed")
             }
             BodyInspection::Rejected => {
                 m.waf_body_limit
-                    .with_label_values(&[route, "rejected"])
+                    .with_label_values(&[route, "rejected", "body_limit"])
                     .inc();
                 Some("over_limit_rejected")
+            }
+            BodyInspection::PassedPartly(e) => {
+                m.waf_body_limit
+                    .with_label_values(&[route, "passed", e.setting()])
+                    .inc();
+                Some(match e {
+                    crate::waf::Exceeded::JsonDepth => "max_json_depth_passed",
+                    crate::waf::Exceeded::MultipartParts => "max_multipart_parts_passed",
+                    crate::waf::Exceeded::Args => "max_body_args_passed",
+                })
+            }
+            BodyInspection::RejectedComplex(e) => {
+                m.waf_body_limit
+                    .with_label_values(&[route, "rejected", e.setting()])
+                    .inc();
+                Some(match e {
+                    crate::waf::Exceeded::JsonDepth => "max_json_depth_rejected",
+                    crate::waf::Exceeded::MultipartParts => "max_multipart_parts_rejected",
+                    crate::waf::Exceeded::Args => "max_body_args_rejected",
+                })
             }
             _ => None,
         };

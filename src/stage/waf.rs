@@ -12,7 +12,7 @@ use pingora::proxy::Session;
 use super::{Stage, Verdict};
 use crate::problem::Refusal;
 use crate::proxy::RequestCtx;
-use crate::waf::{Inspection, Mode, OnBodyLimit, RequestView, Waf, WafPolicy};
+use crate::waf::{Exceeded, Inspection, Mode, OnBodyLimit, RequestView, Waf, WafPolicy};
 
 /// What happened to the request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,11 @@ pub enum BodyInspection {
     PassedUninspected,
     /// Larger than the limit; refused with 413.
     Rejected,
+    /// Past a structure limit (nesting, parts, arguments); inspected up to it and forwarded
+    /// (`on_body_limit: pass`).
+    PassedPartly(Exceeded),
+    /// Past a structure limit; refused with 400.
+    RejectedComplex(Exceeded),
 }
 
 /// What the WAF concluded about a request.
@@ -168,10 +173,25 @@ impl Stage for WafStage {
                     .get(http::header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok());
                 let body: Cow<'_, str> = String::from_utf8_lossy(&buf);
-                self.waf
-                    .inspect_body(content_type, &body, policy, &mut outcome.inspection);
-                outcome.body = BodyInspection::Inspected;
+                let parsed =
+                    self.waf
+                        .inspect_body(content_type, &body, policy, &mut outcome.inspection);
                 outcome.over_threshold = policy.over_threshold(&outcome.inspection);
+                outcome.body = match parsed {
+                    Ok(()) => BodyInspection::Inspected,
+                    Err(e) if policy.on_body_limit == OnBodyLimit::Pass => {
+                        BodyInspection::PassedPartly(e)
+                    }
+                    Err(e) => {
+                        // A block decided on what was inspected still counts as a block.
+                        if !(outcome.over_threshold && policy.mode == Mode::Block) {
+                            outcome.body = BodyInspection::RejectedComplex(e);
+                            ctx.waf = Some(outcome);
+                            return Verdict::Respond(Refusal::BodyTooComplex(e.setting()));
+                        }
+                        BodyInspection::RejectedComplex(e)
+                    }
+                };
             }
         }
         let block = outcome.over_threshold && policy.mode == Mode::Block;

@@ -26,7 +26,7 @@ pub mod transform;
 use std::path::PathBuf;
 
 pub use matcher::{Hit, Inspection, Matcher};
-pub use parse::{ParseLimits, RequestView};
+pub use parse::{Exceeded, ParseLimits, RequestView};
 pub use policy::{Exclusion, Mode, OnBodyLimit, WafPolicy};
 pub use ruleset::{Action, Rule, RuleSet};
 pub use sample::SampleRequest;
@@ -91,23 +91,25 @@ impl Waf {
         m.inspect(&self.rules, &items, &|r, i| policy.excluded(r, i), out);
     }
 
-    /// Inspects a buffered body.
+    /// Inspects a buffered body. When the body goes past a [`ParseLimits`] entry, what was
+    /// found up to there is inspected and the entry is returned.
     pub fn inspect_body(
         &self,
         content_type: Option<&str>,
         body: &str,
         policy: &WafPolicy,
         out: &mut Inspection,
-    ) {
+    ) -> Result<(), Exceeded> {
         let Some(m) = self.matcher(policy.paranoia) else {
-            return;
+            return Ok(());
         };
         if body.is_empty() {
-            return;
+            return Ok(());
         }
         let mut items = Vec::with_capacity(16);
-        parse::body_items(content_type, body, &self.limits, &mut items);
+        let parsed = parse::body_items(content_type, body, &self.limits, &mut items);
         m.inspect(&self.rules, &items, &|r, i| policy.excluded(r, i), out);
+        parsed.map(|_| ())
     }
 
     /// Inspects a whole in-memory request.
@@ -117,7 +119,8 @@ impl Waf {
         let view = s.view_with(&names);
         self.inspect_head(&view, policy, &mut out);
         if let Some(b) = &s.body {
-            self.inspect_body(s.content_type(), b, policy, &mut out);
+            // Past a limit, what was found up to it is what counts here.
+            let _ = self.inspect_body(s.content_type(), b, policy, &mut out);
         }
         out
     }

@@ -32,14 +32,15 @@ impl<'a> RequestView<'a> {
     }
 }
 
-/// Limits on what a body may expand into.
+/// Limits on what a body may expand into. A body beyond one is not inspected in part and
+/// passed on: [`body_items`] reports it, and the route's `on_body_limit` decides.
 #[derive(Debug, Clone, Copy)]
 pub struct ParseLimits {
-    /// Deepest JSON nesting inspected.
+    /// Deepest JSON nesting.
     pub json_depth: usize,
-    /// Most multipart parts inspected.
+    /// Most multipart parts.
     pub multipart_parts: usize,
-    /// Most arguments inspected per source.
+    /// Most arguments of one source (form pairs, JSON values and keys, XML elements).
     pub args: usize,
 }
 
@@ -48,7 +49,29 @@ impl Default for ParseLimits {
         ParseLimits {
             json_depth: 64,
             multipart_parts: 256,
-            args: 1024,
+            args: 10_000,
+        }
+    }
+}
+
+/// Which [`ParseLimits`] entry a body went past.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exceeded {
+    /// JSON nested deeper than `json_depth`.
+    JsonDepth,
+    /// More multipart parts than `multipart_parts`.
+    MultipartParts,
+    /// More arguments than `args`.
+    Args,
+}
+
+impl Exceeded {
+    /// The `limits` field an operator raises.
+    pub fn setting(self) -> &'static str {
+        match self {
+            Exceeded::JsonDepth => "max_json_depth",
+            Exceeded::MultipartParts => "max_multipart_parts",
+            Exceeded::Args => "max_body_args",
         }
     }
 }
@@ -71,7 +94,13 @@ pub fn head_items<'a>(req: &'a RequestView<'a>, limits: &ParseLimits, out: &mut 
             name: Cow::Borrowed(""),
             value: Cow::Borrowed(q),
         });
-        form_items(q, TargetKind::Args, TargetKind::ArgsNames, limits, out);
+        // The query's size is bounded by `limits.max_uri_length` and its argument count by
+        // `limits.max_query_args`, both enforced before the WAF runs.
+        let unbounded = ParseLimits {
+            args: usize::MAX,
+            ..*limits
+        };
+        let _ = form_items(q, TargetKind::Args, TargetKind::ArgsNames, &unbounded, out);
     }
     if let Some(ip) = req.client_ip {
         out.push(Item {
@@ -127,8 +156,11 @@ pub fn form_items<'a>(
     names: TargetKind,
     limits: &ParseLimits,
     out: &mut Vec<Item<'a>>,
-) {
-    for pair in text.split('&').filter(|p| !p.is_empty()).take(limits.args) {
+) -> Result<(), Exceeded> {
+    for (i, pair) in text.split('&').filter(|p| !p.is_empty()).enumerate() {
+        if i >= limits.args {
+            return Err(Exceeded::Args);
+        }
         let (n, v) = match pair.split_once('=') {
             Some((n, v)) => (n, Some(v)),
             None => (pair, None),
@@ -145,6 +177,7 @@ pub fn form_items<'a>(
             value: v.map(form_decode).unwrap_or(Cow::Borrowed("")),
         });
     }
+    Ok(())
 }
 
 /// What kind of body a content type announces.
@@ -184,14 +217,15 @@ pub fn body_kind(content_type: Option<&str>) -> BodyKind {
     }
 }
 
-/// Items of a (buffered) body. Returns false when the body did not parse as its content type
-/// said; it is then inspected whole as `body`.
+/// Items of a (buffered) body. `Ok(false)` when the body did not parse as its content type
+/// said (it is then inspected whole as `body`); `Err` when it goes past a limit, with the items
+/// found up to there.
 pub fn body_items<'a>(
     content_type: Option<&'a str>,
     body: &'a str,
     limits: &ParseLimits,
     out: &mut Vec<Item<'a>>,
-) -> bool {
+) -> Result<bool, Exceeded> {
     let whole = |out: &mut Vec<Item<'a>>| {
         out.push(Item {
             kind: TargetKind::Body,
@@ -207,35 +241,38 @@ pub fn body_items<'a>(
                 TargetKind::BodyArgsNames,
                 limits,
                 out,
-            );
-            true
+            )?;
+            Ok(true)
         }
         BodyKind::Multipart => {
-            let boundary = content_type.and_then(boundary_of);
-            let ok = boundary.is_some_and(|b| multipart_items(body, b, limits, out));
+            let ok = match content_type.and_then(boundary_of) {
+                Some(b) => multipart_items(body, b, limits, out)?,
+                None => false,
+            };
             if !ok {
                 whole(out);
             }
-            ok
+            Ok(ok)
         }
         BodyKind::Json => {
-            let ok = json_items(body, limits, out);
+            let ok = json_items(body, limits, out).inspect_err(|_| whole(out))?;
             if !ok {
                 whole(out);
             }
-            ok
+            Ok(ok)
         }
         BodyKind::Xml => {
-            let ok = xml_items(body, out);
+            let ok = xml_items(body, limits, out)?;
             if !ok {
                 whole(out);
             }
-            ok
+            Ok(ok)
         }
         BodyKind::Other => {
             // Without a content type, clients (and attackers) often send form data.
             if content_type.is_none() && body.contains('=') && !body.contains(char::is_whitespace) {
-                form_items(
+                // A guess: past the limit, the whole body is still inspected as `body`.
+                let _ = form_items(
                     body,
                     TargetKind::BodyArgs,
                     TargetKind::BodyArgsNames,
@@ -244,7 +281,7 @@ pub fn body_items<'a>(
                 );
             }
             whole(out);
-            true
+            Ok(true)
         }
     }
 }
@@ -266,12 +303,12 @@ fn multipart_items<'a>(
     boundary: &str,
     limits: &ParseLimits,
     out: &mut Vec<Item<'a>>,
-) -> bool {
+) -> Result<bool, Exceeded> {
     let delim = format!("--{boundary}");
     let mut parts = body.split(delim.as_str());
     // Text before the first delimiter is a preamble.
     if parts.next().is_none() {
-        return false;
+        return Ok(false);
     }
     let mut seen = 0;
     for part in parts {
@@ -280,7 +317,7 @@ fn multipart_items<'a>(
         }
         seen += 1;
         if seen > limits.multipart_parts {
-            break;
+            return Err(Exceeded::MultipartParts);
         }
         let part = part
             .strip_prefix("\r\n")
@@ -290,7 +327,7 @@ fn multipart_items<'a>(
             Some(i) => (&part[..i], &part[i + 4..]),
             None => match part.find("\n\n") {
                 Some(i) => (&part[..i], &part[i + 2..]),
-                None => return false,
+                None => return Ok(false),
             },
         };
         let content = content
@@ -338,7 +375,7 @@ fn multipart_items<'a>(
             }),
         }
     }
-    seen > 0
+    Ok(seen > 0)
 }
 
 /// Splits header parameters at `;` outside double quotes (`name="a;b"` stays whole).
@@ -363,27 +400,63 @@ fn split_params(v: &str) -> Vec<&str> {
     out
 }
 
-fn json_items<'a>(body: &'a str, limits: &ParseLimits, out: &mut Vec<Item<'a>>) -> bool {
+fn json_items<'a>(
+    body: &'a str,
+    limits: &ParseLimits,
+    out: &mut Vec<Item<'a>>,
+) -> Result<bool, Exceeded> {
+    // Nesting is checked first: serde_json gives up past 128 levels, and a body it cannot
+    // parse would otherwise be inspected only as raw text.
+    if json_nesting(body) > limits.json_depth {
+        return Err(Exceeded::JsonDepth);
+    }
     let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
-        return false;
+        return Ok(false);
     };
     let mut count = 0;
-    walk_json(&v, &mut String::new(), 0, limits, &mut count, out);
-    true
+    walk_json(&v, &mut String::new(), limits, &mut count, out)?;
+    Ok(true)
+}
+
+/// The deepest nesting of `[` and `{` outside strings (of the text as written; it need not be
+/// valid JSON).
+fn json_nesting(body: &str) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for b in body.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn walk_json(
     v: &serde_json::Value,
     path: &mut String,
-    depth: usize,
     limits: &ParseLimits,
     count: &mut usize,
     out: &mut Vec<Item<'_>>,
-) {
-    if depth > limits.json_depth || *count > limits.args {
-        return;
-    }
+) -> Result<(), Exceeded> {
     *count += 1;
+    if *count > limits.args {
+        return Err(Exceeded::Args);
+    }
     match v {
         serde_json::Value::Object(m) => {
             for (k, child) in m {
@@ -397,7 +470,7 @@ fn walk_json(
                     name: Cow::Owned(path.clone()),
                     value: Cow::Owned(k.clone()),
                 });
-                walk_json(child, path, depth + 1, limits, count, out);
+                walk_json(child, path, limits, count, out)?;
                 path.truncate(len);
             }
         }
@@ -405,7 +478,7 @@ fn walk_json(
             for (i, child) in a.iter().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
-                walk_json(child, path, depth + 1, limits, count, out);
+                walk_json(child, path, limits, count, out)?;
                 path.truncate(len);
             }
         }
@@ -421,21 +494,29 @@ fn walk_json(
             value: Cow::Owned(other.to_string()),
         }),
     }
+    Ok(())
 }
 
-fn xml_items<'a>(body: &'a str, out: &mut Vec<Item<'a>>) -> bool {
+fn xml_items<'a>(
+    body: &'a str,
+    limits: &ParseLimits,
+    out: &mut Vec<Item<'a>>,
+) -> Result<bool, Exceeded> {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_str(body);
     let mut stack: Vec<String> = Vec::new();
     let mut any = false;
-    let mut events = 0usize;
+    let mut elements = 0usize;
     loop {
-        events += 1;
-        if events > 100_000 {
-            return any;
-        }
         match reader.read_event() {
             Ok(ev @ (Event::Start(_) | Event::Empty(_))) => {
+                elements += 1;
+                if elements > limits.args {
+                    return Err(Exceeded::Args);
+                }
+                if stack.len() >= limits.json_depth {
+                    return Err(Exceeded::JsonDepth);
+                }
                 let (e, is_start) = match ev {
                     Event::Start(e) => (e, true),
                     Event::Empty(e) => (e, false),
@@ -490,9 +571,9 @@ fn xml_items<'a>(body: &'a str, out: &mut Vec<Item<'a>>) -> bool {
                 name: Cow::Borrowed("?pi"),
                 value: Cow::Owned(String::from_utf8_lossy(t.as_ref()).into_owned()),
             }),
-            Ok(Event::Eof) => return any,
+            Ok(Event::Eof) => return Ok(any),
             Ok(_) => {}
-            Err(_) => return false,
+            Err(_) => return Ok(false),
         }
     }
 }
@@ -555,7 +636,8 @@ mod tests {
             r#"{"a":{"b":["x",2]},"c":true}"#,
             &lim,
             &mut out
-        ));
+        )
+        .unwrap());
         let l = labels(&out);
         assert!(l.contains(&"json:a.b[0]=x".to_string()), "{l:?}");
         assert!(l.contains(&"json:a.b[1]=2".to_string()), "{l:?}");
@@ -568,7 +650,8 @@ mod tests {
             mp,
             &lim,
             &mut out
-        ));
+        )
+        .unwrap());
         let l = labels(&out);
         assert!(
             l.contains(&"body_args:comment=hello <b>".to_string()),
@@ -579,7 +662,7 @@ mod tests {
 
         let mut out = Vec::new();
         let xml = r#"<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><a k="v&amp;w"><b>text &lt;i&gt;</b></a>"#;
-        assert!(body_items(Some("application/xml"), xml, &lim, &mut out));
+        assert!(body_items(Some("application/xml"), xml, &lim, &mut out).unwrap());
         let l = labels(&out);
         assert!(
             l.iter()
@@ -590,20 +673,83 @@ mod tests {
         assert!(l.contains(&"xml:b=text <i>".to_string()), "{l:?}");
 
         let mut out = Vec::new();
-        assert!(!body_items(
-            Some("application/json"),
-            "{not json",
-            &lim,
-            &mut out
-        ));
+        assert!(!body_items(Some("application/json"), "{not json", &lim, &mut out).unwrap());
         assert_eq!(labels(&out), vec!["body={not json".to_string()]);
 
         let mut out = Vec::new();
-        body_items(None, "a=1&b=%3Cx", &lim, &mut out);
+        body_items(None, "a=1&b=%3Cx", &lim, &mut out).unwrap();
         let l = labels(&out);
         assert!(
             l.contains(&"body_args:b=<x".to_string()) && l.contains(&"body=a=1&b=%3Cx".to_string()),
             "{l:?}"
         );
+    }
+
+    #[test]
+    fn bodies_past_a_limit_are_reported_not_cut_short() {
+        let lim = ParseLimits {
+            json_depth: 4,
+            multipart_parts: 2,
+            args: 6,
+        };
+        let json = |s: &str| body_items(Some("application/json"), s, &lim, &mut Vec::new());
+        assert_eq!(json(r#"{"a":[[{"b":1}]]}"#), Ok(true));
+        assert_eq!(json(r#"{"a":[[{"b":[1]}]]}"#), Err(Exceeded::JsonDepth));
+        // Deeper than serde_json parses: still a depth refusal, not a raw-text fallback.
+        let deep = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(json(&deep), Err(Exceeded::JsonDepth));
+        // Brackets inside strings do not nest.
+        assert_eq!(json(r#"{"a":"[[[[[[{{{{\"]]"}"#), Ok(true));
+        assert_eq!(json("[1,2,3,4,5,6,7]"), Err(Exceeded::Args));
+
+        let form = |s: &str| {
+            body_items(
+                Some("application/x-www-form-urlencoded"),
+                s,
+                &lim,
+                &mut Vec::new(),
+            )
+        };
+        assert_eq!(form("a=1&b=2&c=3&d=4&e=5&f=6"), Ok(true));
+        assert_eq!(form("a=1&b=2&c=3&d=4&e=5&f=6&g=7"), Err(Exceeded::Args));
+
+        let part = "--B\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\nv\r\n";
+        let mp = |n: usize| {
+            let body = format!("{}--B--\r\n", part.repeat(n));
+            body_items(
+                Some("multipart/form-data; boundary=B"),
+                &body,
+                &lim,
+                &mut Vec::new(),
+            )
+        };
+        assert_eq!(mp(2), Ok(true));
+        assert_eq!(mp(3), Err(Exceeded::MultipartParts));
+
+        let xml = |s: &str| body_items(Some("application/xml"), s, &lim, &mut Vec::new());
+        assert_eq!(xml("<a><b><c>x</c></b></a>"), Ok(true));
+        assert_eq!(
+            xml("<a><b><c><d><e>x</e></d></c></b></a>"),
+            Err(Exceeded::JsonDepth)
+        );
+        assert_eq!(xml("<a><b/><b/><b/><b/><b/><b/></a>"), Err(Exceeded::Args));
+    }
+
+    #[test]
+    fn the_items_before_a_limit_are_kept() {
+        let lim = ParseLimits {
+            args: 2,
+            ..ParseLimits::default()
+        };
+        let mut out = Vec::new();
+        let r = body_items(
+            Some("application/x-www-form-urlencoded"),
+            "a=1&b=2&c=3",
+            &lim,
+            &mut out,
+        );
+        assert_eq!(r, Err(Exceeded::Args));
+        let l = labels(&out);
+        assert!(l.contains(&"body_args:b=2".to_string()), "{l:?}");
     }
 }
