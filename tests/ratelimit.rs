@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -320,4 +320,66 @@ async fn redis_failing_and_returning_follows_on_redis_error() {
         (18..=22).contains(&admitted),
         "admitted {admitted} after Redis came back"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_redis_is_a_timeout_that_follows_on_redis_error() {
+    let redis = RedisServer::start();
+    let be = Backend::start("app");
+    let dir = tempfile::tempdir().unwrap();
+    let open = spawn_gateway(
+        &dir,
+        "open.yaml",
+        &redis_config(be.addr, &redis.url(), "allow"),
+    );
+    let closed = spawn_gateway(
+        &dir,
+        "closed.yaml",
+        &redis_config(be.addr, &redis.url(), "deny"),
+    );
+    assert_eq!(status_of(&open).await, 200);
+    assert_eq!(status_of(&closed).await, 200);
+
+    // Redis stops answering but keeps its connections: each check waits out the 200 ms
+    // `timeout`, then the policy decides. Nothing waits on Redis longer, nothing is a 5xx.
+    redis.pause();
+    let started = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(status_of(&open).await, 200, "fail open while Redis stalls");
+        assert_eq!(
+            status_of(&closed).await,
+            429,
+            "fail closed while Redis stalls"
+        );
+    }
+    let stalled_for = started.elapsed();
+    redis.resume();
+    assert!(
+        stalled_for < Duration::from_secs(6),
+        "10 requests against a stalled Redis took {stalled_for:?}"
+    );
+    for (p, action) in [(&open, "allowed"), (&closed, "denied")] {
+        let text = client()
+            .get(format!("http://{}/metrics", p.addr("admin")))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let n = metric_value(
+            &text,
+            &format!(r#"portcullis_ratelimit_redis_errors_total{{action="{action}"}}"#),
+        )
+        .unwrap_or(0.0);
+        assert!(n >= 5.0, "{action}: {n}\n{text}");
+    }
+    // Once Redis answers again, so does the shared limit.
+    eventually(
+        Duration::from_secs(10),
+        "fail-closed gateway uses Redis again",
+        || async { status_of(&closed).await == 200 },
+    )
+    .await;
+    assert!(be.count() >= 7);
 }

@@ -309,6 +309,9 @@ impl ProxyHttp for GatewayProxy {
                 if ctx.request_id.is_empty() {
                     ctx.request_id = crate::stage::new_request_id();
                 }
+                // The connection is not reused after a failure (the request body may be half
+                // read): say so, or a client reuses it and meets a closed socket.
+                session.set_keepalive(None);
                 self.respond(session, ctx, r).await;
                 status
             }

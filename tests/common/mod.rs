@@ -645,6 +645,27 @@ impl RedisServer {
             .to_string()
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open and nothing is answered, as when
+    /// Redis is overloaded or the network stalls.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("redis running").id().to_string();
+        let ok = std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+
     /// Kills the server (the port is free again).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
