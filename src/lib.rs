@@ -11,6 +11,7 @@ pub mod auth;
 pub mod config;
 pub mod corpus;
 pub mod demo;
+pub mod fuzz;
 pub mod ipset;
 pub mod maintenance;
 pub mod metrics;

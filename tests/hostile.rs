@@ -313,10 +313,14 @@ async fn invalid_bytes_in_the_target_are_refused() {
         ("encoded NUL", b"/a%00b"),
         ("raw NUL", b"/a\x00b"),
         ("raw control byte", b"/a\x01b"),
+        ("raw DEL", b"/a\x7fb"),
+        ("raw overlong UTF-8 dots", b"/\xc0\xae\xc0\xae/etc/passwd"),
+        ("raw invalid UTF-8", b"/a\xffb"),
     ] {
         let req = [b"GET ", target, b" HTTP/1.1\r\nHost: a\r\n\r\n"].concat();
         let resp = exchange(gw.addr(), &req, Duration::from_secs(1));
         assert_eq!(status(&resp), 400, "{name}: {resp}");
+        assert!(is_problem(&resp), "{name}: {resp}");
     }
     assert_eq!(backend.count(), 0);
     still_serves(&gw).await;

@@ -45,7 +45,7 @@ pub fn sources() -> Vec<RuleSource> {
         .iter()
         .map(|(name, text)| RuleSource::Embedded {
             name: PathBuf::from(format!("builtin:{name}")),
-            text,
+            text: std::borrow::Cow::Borrowed(*text),
         })
         .collect()
 }

@@ -114,12 +114,13 @@ pub fn rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, (PathBuf, String)> 
 pub enum RuleSource {
     /// A file on disk (watched for changes).
     File(PathBuf),
-    /// A file compiled into the binary (the shipped rules).
+    /// A file held in memory: the shipped rules compiled into the binary, or text from a tool
+    /// (the fuzzer).
     Embedded {
         /// Name used in diagnostics.
         name: PathBuf,
         /// Contents.
-        text: &'static str,
+        text: std::borrow::Cow<'static, str>,
     },
 }
 
