@@ -23,9 +23,36 @@ pub struct Maintenance {
 }
 
 impl Maintenance {
-    /// `sighup`: reload on SIGHUP (off for gateways embedded in another process, e.g. tests).
+    /// `sighup`: the gateway owns its process: reload on SIGHUP, and end the process once a
+    /// graceful shutdown has drained (off for gateways embedded in another process, e.g. tests).
     pub fn new(state: Arc<GatewayState>, sighup: bool) -> Maintenance {
         Maintenance { state, sighup }
+    }
+
+    /// After the listeners stopped: waits until `grace_period` has passed and no request is in
+    /// flight (at most `graceful_shutdown_timeout` longer), then ends the process. Pingora
+    /// itself would wait out its whole grace period, then cancel whatever still runs.
+    async fn drain_and_exit(&self) {
+        let server = self.state.config.load().server.clone();
+        let started = Instant::now();
+        let deadline = started + server.grace_period.0 + server.graceful_shutdown_timeout.0;
+        loop {
+            let in_flight = self.state.metrics.in_flight.get();
+            let now = Instant::now();
+            if in_flight <= 0 && now >= started + server.grace_period.0 {
+                log::info!("graceful shutdown: drained in {:?}", started.elapsed());
+                break;
+            }
+            if now >= deadline {
+                log::warn!(
+                    "graceful shutdown: {in_flight} requests still in flight after server.graceful_shutdown_timeout; exiting"
+                );
+                break;
+            }
+            tokio::time::sleep(TICK).await;
+        }
+        self.state.access_log.flush();
+        std::process::exit(0);
     }
 
     fn maintain_rate_limits(&self) {
@@ -98,6 +125,9 @@ impl BackgroundService for Maintenance {
                 _ = shutdown.changed() => {
                     self.state.set_ready(false);
                     self.state.access_log.flush();
+                    if self.sighup {
+                        self.drain_and_exit().await;
+                    }
                     return;
                 }
                 _ = next_hangup(&mut hup) => {

@@ -88,8 +88,13 @@ pub fn prepare_with(
         threads: cfg.server.threads,
         upgrade_sock: cfg.server.upgrade_sock.to_string_lossy().into_owned(),
         pid_file: cfg.server.pid_file.to_string_lossy().into_owned(),
-        grace_period_seconds: Some(cfg.server.grace_period.0.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(cfg.server.graceful_shutdown_timeout.0.as_secs()),
+        // Pingora's grace period is a fixed wait before it stops its runtimes (cancelling what
+        // still runs); it is the upper bound here. The maintenance service ends the process
+        // earlier, as soon as the drain is over (see `Maintenance`).
+        grace_period_seconds: Some(
+            (cfg.server.grace_period.0 + cfg.server.graceful_shutdown_timeout.0).as_secs() + 1,
+        ),
+        graceful_shutdown_timeout_seconds: Some(1),
         upstream_keepalive_pool_size: cfg.server.upstream_keepalive_pool_size,
         daemon: launch.daemon,
         ..ServerConf::default()
@@ -111,6 +116,7 @@ pub fn prepare_with(
             );
         }
     }
+    let grace = cfg.server.grace_period.0;
     let state = Arc::new(GatewayState::new(launch.source, cfg, metrics));
 
     let mut server = Server::new_with_opt_and_conf(opt, conf);
@@ -119,6 +125,7 @@ pub fn prepare_with(
     let mut proxy = pingora::services::listening::Service::new(
         "portcullis".to_string(),
         crate::proxy::conn::GuardedApp::new(
+            grace,
             pingora::proxy::http_proxy(&server.configuration, GatewayProxy::new(state.clone())),
             state.clone(),
         ),

@@ -4,7 +4,7 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -162,5 +162,58 @@ fn run_refuses_to_start_with_a_broken_config() {
     assert!(
         err.contains("broken-syntax.yaml:5:3: invalid YAML"),
         "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish_then_exits() {
+    let slow = Backend::start("slow");
+    slow.set_delay(Duration::from_millis(1500));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "server: {{ threads: 1, grace_period: 200ms, graceful_shutdown_timeout: 10s }}\nlisteners:\n  - {{ name: main, address: 127.0.0.1:0 }}\nadmin: {{ address: 127.0.0.1:0 }}\naccess_log: {{ path: off }}\nreload: {{ watch: false }}\nupstreams:\n  a: {{ backends: [\"{}\"], read_timeout: 5s }}\nroutes:\n  - {{ name: r, upstream: a }}\n",
+            slow.addr
+        ),
+    )
+    .unwrap();
+    let mut p = Process::spawn(
+        &["run", "--config", cfg.to_str().unwrap()],
+        &["main", "admin"],
+    );
+    let url = format!("http://{}/slow", p.addr("main"));
+    let in_flight = tokio::spawn(async move { client().get(&url).send().await });
+    // Wait until the request is at the backend, then stop the gateway.
+    eventually(Duration::from_secs(5), "request at the backend", || async {
+        slow.count() == 1
+    })
+    .await;
+    p.signal("TERM");
+    let r = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request is answered");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["connection"], "close");
+    // The process ends once drained, well before its 10 s limit.
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        if let Some(status) = p.child.try_wait().unwrap() {
+            assert!(status.success(), "{status:?}\n{}", p.stderr());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after the drain:\n{}",
+            p.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        p.stderr().contains("graceful shutdown: drained"),
+        "{}",
+        p.stderr()
     );
 }

@@ -65,9 +65,11 @@ pub struct ServerFile {
     pub upgrade_sock: PathBuf,
     /// PID file (used with `--daemon`).
     pub pid_file: PathBuf,
-    /// How long to keep accepting after a graceful-shutdown signal before stopping.
+    /// After SIGTERM or a graceful upgrade: how long open keep-alive connections are still
+    /// served (each response then carries `Connection: close`) before idle ones are closed.
     pub grace_period: HumanDuration,
-    /// How long in-flight requests get to finish during a graceful shutdown.
+    /// After SIGTERM or a graceful upgrade: the longest wait for in-flight requests; the process
+    /// exits as soon as none is left (and `grace_period` has passed).
     pub graceful_shutdown_timeout: HumanDuration,
     /// Idle upstream connections kept for reuse, across all backends.
     pub upstream_keepalive_pool_size: usize,
@@ -84,7 +86,7 @@ impl Default for ServerFile {
                 .unwrap_or(2),
             upgrade_sock: PathBuf::from("/tmp/portcullis_upgrade.sock"),
             pid_file: PathBuf::from("/tmp/portcullis.pid"),
-            grace_period: HumanDuration(std::time::Duration::from_secs(0)),
+            grace_period: HumanDuration(std::time::Duration::from_secs(1)),
             graceful_shutdown_timeout: HumanDuration(std::time::Duration::from_secs(10)),
             upstream_keepalive_pool_size: 256,
             work_stealing: true,

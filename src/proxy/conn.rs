@@ -48,14 +48,18 @@ const SEEN: u8 = 2;
 pub struct GuardedApp<A> {
     inner: Arc<A>,
     state: Arc<GatewayState>,
+    grace: Duration,
 }
 
 impl<A> GuardedApp<A> {
-    /// Guards `inner`'s connections with the limits of `state`'s current config.
-    pub fn new(inner: A, state: Arc<GatewayState>) -> GuardedApp<A> {
+    /// Guards `inner`'s connections with the limits of `state`'s current config. `grace`:
+    /// how long idle keep-alive connections are kept once the listeners stop (see
+    /// [`ServerApp::cleanup`]).
+    pub fn new(grace: Duration, inner: A, state: Arc<GatewayState>) -> GuardedApp<A> {
         GuardedApp {
             inner: Arc::new(inner),
             state,
+            grace,
         }
     }
 }
@@ -94,7 +98,12 @@ where
         None
     }
 
+    /// Called when the listeners stop (SIGTERM, graceful upgrade). Pingora's own cleanup
+    /// closes every keep-alive connection waiting for its next request at once, racing clients
+    /// that are sending one; until `grace` has passed those are served instead, each response
+    /// with `Connection: close`, so clients move on to the new process without an error.
     async fn cleanup(&self) {
+        tokio::time::sleep(self.grace).await;
         ServerApp::cleanup(&*self.inner).await;
     }
 }
