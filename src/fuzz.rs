@@ -67,6 +67,12 @@ pub fn transforms(data: &[u8]) {
     }
 }
 
+/// Compiles the shipped rules for [`inspect`] ahead of the first input (libFuzzer would
+/// otherwise time the compilation as that input's run).
+pub fn warm_up() {
+    let _ = shipped_waf();
+}
+
 fn shipped_waf() -> &'static Waf {
     static WAF: OnceLock<Option<Waf>> = OnceLock::new();
     let waf = WAF.get_or_init(|| {
