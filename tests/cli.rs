@@ -93,11 +93,9 @@ async fn run_reloads_on_sighup_and_refuses_a_broken_change() {
 
     write("a", "bogus: 1\n");
     p.signal("HUP");
-    let metrics = format!("http://{}/metrics", p.addr("admin"));
     eventually(Duration::from_secs(10), "broken reload counted", || async {
-        let text = cl.get(&metrics).send().await.unwrap().text().await.unwrap();
         metric_value(
-            &text,
+            &p.metrics().await,
             r#"portcullis_config_reloads_total{result="failure"}"#,
         ) == Some(1.0)
     })
@@ -139,15 +137,7 @@ async fn proxy_mode_needs_no_file() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(be.last().target, "/hello?x=1");
-    let m = client()
-        .get(format!("http://{}/metrics", p.addr("admin")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(m.contains("portcullis_build_info"));
+    assert!(p.metrics().await.contains("portcullis_build_info"));
 }
 
 #[test]

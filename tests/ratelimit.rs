@@ -193,6 +193,34 @@ fn spawn_gateway(dir: &tempfile::TempDir, name: &str, yaml: &str) -> Process {
     )
 }
 
+/// Two gateway processes sharing `redis`: one failing open (`allow`), one failing closed (`deny`).
+fn open_and_closed(
+    dir: &tempfile::TempDir,
+    backend: &Backend,
+    redis: &RedisServer,
+) -> (Process, Process) {
+    let open = spawn_gateway(
+        dir,
+        "open.yaml",
+        &redis_config(backend.addr, &redis.url(), "allow"),
+    );
+    let closed = spawn_gateway(
+        dir,
+        "closed.yaml",
+        &redis_config(backend.addr, &redis.url(), "deny"),
+    );
+    (open, closed)
+}
+
+/// Requests admitted because Redis could not answer.
+async fn allowed_on_error(p: &Process) -> f64 {
+    metric_value(
+        &p.metrics().await,
+        r#"portcullis_ratelimit_redis_errors_total{action="allowed"}"#,
+    )
+    .unwrap_or(0.0)
+}
+
 async fn status_of(p: &Process) -> u16 {
     client()
         .get(format!("http://{}/", p.addr("main")))
@@ -228,16 +256,7 @@ async fn redis_failing_and_returning_follows_on_redis_error() {
     let mut redis = RedisServer::start();
     let be = Backend::start("app");
     let dir = tempfile::tempdir().unwrap();
-    let open = spawn_gateway(
-        &dir,
-        "open.yaml",
-        &redis_config(be.addr, &redis.url(), "allow"),
-    );
-    let closed = spawn_gateway(
-        &dir,
-        "closed.yaml",
-        &redis_config(be.addr, &redis.url(), "deny"),
-    );
+    let (open, closed) = open_and_closed(&dir, &be, &redis);
     // Use up the shared budget.
     for _ in 0..20 {
         assert_eq!(status_of(&open).await, 200);
@@ -254,15 +273,7 @@ async fn redis_failing_and_returning_follows_on_redis_error() {
             "fail closed while Redis is down (no 5xx)"
         );
     }
-    let metrics = |p: &Process| format!("http://{}/metrics", p.addr("admin"));
-    let text = client()
-        .get(metrics(&open))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = open.metrics().await;
     assert!(
         metric_value(
             &text,
@@ -281,31 +292,13 @@ async fn redis_failing_and_returning_follows_on_redis_error() {
         || async { status_of(&closed).await == 200 },
     )
     .await;
-    let errors = |p: &Process| {
-        let url = metrics(p);
-        async move {
-            let text = client()
-                .get(url)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            metric_value(
-                &text,
-                r#"portcullis_ratelimit_redis_errors_total{action="allowed"}"#,
-            )
-            .unwrap_or(0.0)
-        }
-    };
     eventually(
         Duration::from_secs(10),
         "fail-open gateway uses Redis again",
         || async {
-            let before = errors(&open).await;
+            let before = allowed_on_error(&open).await;
             status_of(&open).await;
-            errors(&open).await == before
+            allowed_on_error(&open).await == before
         },
     )
     .await;
@@ -327,16 +320,7 @@ async fn a_stalled_redis_is_a_timeout_that_follows_on_redis_error() {
     let redis = RedisServer::start();
     let be = Backend::start("app");
     let dir = tempfile::tempdir().unwrap();
-    let open = spawn_gateway(
-        &dir,
-        "open.yaml",
-        &redis_config(be.addr, &redis.url(), "allow"),
-    );
-    let closed = spawn_gateway(
-        &dir,
-        "closed.yaml",
-        &redis_config(be.addr, &redis.url(), "deny"),
-    );
+    let (open, closed) = open_and_closed(&dir, &be, &redis);
     assert_eq!(status_of(&open).await, 200);
     assert_eq!(status_of(&closed).await, 200);
 
@@ -359,14 +343,7 @@ async fn a_stalled_redis_is_a_timeout_that_follows_on_redis_error() {
         "10 requests against a stalled Redis took {stalled_for:?}"
     );
     for (p, action) in [(&open, "allowed"), (&closed, "denied")] {
-        let text = client()
-            .get(format!("http://{}/metrics", p.addr("admin")))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = p.metrics().await;
         let n = metric_value(
             &text,
             &format!(r#"portcullis_ratelimit_redis_errors_total{{action="{action}"}}"#),
