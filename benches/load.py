@@ -7,10 +7,12 @@ peer's processes per request (from /proc), peak RSS, and each row's ratio to pla
 
   benches/load.py [--install] [--duration 10] [--connections 50] [--rounds 2]
                   [--workloads get,json,mix,https,https-new]
-                  [--peers nginx,haproxy,modsec,bare,limit,limit-redis,full] [--idle 10000]
+                  [--peers nginx,haproxy,modsec,pingora,bare,limit,limit-redis,full] [--idle 10000]
                   [--bin target/release/portcullis] [--out benches/results/load.json]
 
-Peers: `bare` is Portcullis with no policy and no access log; `limit` adds one per-client
+Peers: `pingora` is the smallest Pingora proxy, written as Pingora's examples write one
+(benches/pingora_baseline.rs, built here with cargo when missing; plain HTTP only, two threads
+like the Portcullis peers): the floor of what any gateway on Pingora costs. `bare` is Portcullis with no policy and no access log; `limit` adds one per-client
 rate-limit policy that never refuses (in-process limiter); `limit-redis` the same policy shared
 through a redis-server started for the run; `full` the whole default policy (WAF paranoia 1 with
 the shipped rules, the rate-limit policy, API-key check, JSON access log to a file).
@@ -372,7 +374,7 @@ def main():
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--workloads", default="get,json,mix,https,https-new")
-    ap.add_argument("--peers", default="nginx,haproxy,modsec,bare,limit,limit-redis,full")
+    ap.add_argument("--peers", default="nginx,haproxy,modsec,pingora,bare,limit,limit-redis,full")
     ap.add_argument("--idle", type=int, default=0)
     ap.add_argument("--bin", default=os.path.join(REPO, "target/release/portcullis"))
     ap.add_argument("--out", default=os.path.join(REPO, "benches/results/load.json"))
@@ -416,6 +418,13 @@ def main():
                         continue
                     procs[name] = Proc(name, ["haproxy", "-db", "-f", haproxy_conf(port, tls_port, origin_port)], port,
                                        tls_port)
+                elif name == "pingora":
+                    baseline = os.path.join(os.path.dirname(BIN), "examples", "pingora-baseline")
+                    if not os.path.exists(baseline):
+                        subprocess.run(["cargo", "build", "--release", "--example", "pingora-baseline"], cwd=REPO,
+                                       check=True)
+                    procs[name] = Proc(name, [baseline, f"127.0.0.1:{port}", f"127.0.0.1:{origin_port}", "2"], port,
+                                       env=dict(os.environ, RUST_LOG="warn"))
                 elif name in ("bare", "limit", "limit-redis", "full"):
                     redis_url = None
                     if name == "limit-redis":
@@ -438,6 +447,8 @@ def main():
         for rnd in range(args.rounds):
             for w in args.workloads.split(","):
                 for p in peers:
+                    if w.startswith("https") and procs[p].tls_port is None:
+                        continue
                     r = run_wrk(procs[p], w, args)
                     results.setdefault(w, {}).setdefault(p, []).append(r)
                     print(f"round {rnd + 1} {w:10s} {p:8s} {r['rps']:10.0f} req/s  "

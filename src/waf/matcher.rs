@@ -7,6 +7,9 @@
 //! Regexes match bytes with Unicode classes off (`\w`, `\s`, `.` are ASCII/byte-wise), as PCRE
 //! does in other WAFs: automata stay small and fast. A rule can opt in with `(?u)`.
 
+use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
 use std::sync::Arc;
 
 use aho_corasick::AhoCorasick;
@@ -22,12 +25,17 @@ use super::transform::Transform;
 const SET_SIZE_LIMIT: usize = 64 * 1024 * 1024;
 /// Lazy-DFA cache limit of one regex set.
 const DFA_SIZE_LIMIT: usize = 16 * 1024 * 1024;
+/// Longest body value whose verdict is kept for values met again in the same request.
+const MEMO_VALUE_LEN: usize = 256;
 
 enum Single {
     Op,
     Regex(Regex),
     Phrases(AhoCorasick),
 }
+
+/// Rules that matched per (kind, selectors, value) within one request.
+type Seen<'a> = HashMap<(usize, Box<[u64]>, &'a str), Vec<usize>, RandomState>;
 
 /// A set of selectors of one kind, one bit each.
 type Bits = Box<[u64]>;
@@ -186,6 +194,12 @@ impl Matcher {
         out: &mut Inspection,
     ) {
         let mut tx = Texts::new(&self.trie);
+        // Rules that matched each body (kind, selectors, value) seen so far: a value met again
+        // (the keys of every object in a JSON array, a repeated small value) is looked at once.
+        // Head items rarely repeat, and long values neither: they skip the table. The hasher is
+        // randomly seeded, so crafted values cannot make the table slow.
+        let mut seen: Seen<'_> = HashMap::default();
+        let mut matched = Vec::new();
         for item in items {
             let Some(Some(plan)) = self.by_kind.get(item.kind as usize) else {
                 continue;
@@ -203,7 +217,31 @@ impl Matcher {
             if tx.item_sel.iter().all(|w| *w == 0) {
                 continue;
             }
-            plan.inspect(self, rs, item, &mut tx, excluded, out);
+            let rules = if item.kind.in_head() || item.value.len() > MEMO_VALUE_LEN {
+                matched.clear();
+                plan.inspect(self, rs, item, &mut tx, &mut matched);
+                &matched
+            } else {
+                let key = (
+                    item.kind as usize,
+                    tx.item_sel.clone().into_boxed_slice(),
+                    &*item.value,
+                );
+                match seen.get(&key) {
+                    Some(rules) => rules,
+                    None => {
+                        matched.clear();
+                        plan.inspect(self, rs, item, &mut tx, &mut matched);
+                        seen.entry(key).or_insert_with(|| matched.clone())
+                    }
+                }
+            };
+            for &r in rules {
+                let rule = &rs.rules[r];
+                if !excluded(rule, item) {
+                    out.record(r, rule, item);
+                }
+            }
         }
     }
 }
@@ -215,8 +253,7 @@ impl KindPlan {
         rs: &RuleSet,
         item: &Item<'_>,
         tx: &mut Texts,
-        excluded: &dyn Fn(&Rule, &Item<'_>) -> bool,
-        out: &mut Inspection,
+        matched: &mut Vec<usize>,
     ) {
         let raw: &str = &item.value;
         tx.reset();
@@ -230,10 +267,9 @@ impl KindPlan {
             }
         }
         let selected = |r: usize| intersects(&self.rule_sel[r], &tx.item_sel);
-        let hit = |r: usize, out: &mut Inspection| {
-            let rule = &rs.rules[r];
-            if !excluded(rule, item) {
-                out.record(r, rule, item);
+        let hit = |r: usize, matched: &mut Vec<usize>| {
+            if !matched.contains(&r) {
+                matched.push(r);
             }
         };
         for &t in &tx.active {
@@ -246,7 +282,7 @@ impl KindPlan {
                     for i in set.matches(v.as_bytes()).iter() {
                         let r = self.set_rules[i];
                         if on_text(r) {
-                            hit(r, out);
+                            hit(r, matched);
                         }
                     }
                 }
@@ -256,7 +292,7 @@ impl KindPlan {
                 for found in ac.find_overlapping_iter(v) {
                     let r = self.ac_rules[found.pattern().as_usize()];
                     if r != last && on_text(r) {
-                        hit(r, out);
+                        hit(r, matched);
                     }
                     last = r;
                 }
@@ -276,7 +312,7 @@ impl KindPlan {
                 (Single::Phrases(ac), _) => ac.is_match(tx.text(t, raw)),
             };
             if m != rule.negate {
-                hit(*r, out);
+                hit(*r, matched);
             }
         }
     }

@@ -37,7 +37,14 @@ impl Operator {
         match self {
             Operator::Regex(_) | Operator::Phrases(_) => false,
             Operator::Sqli => {
-                !v.is_empty() && libinjectionrs::detect_sqli(v.as_bytes()).is_injection()
+                // `detect_sqli` would fingerprint the value once more after the verdict, for
+                // a fingerprint we do not use; the verdict alone is `SqliState::detect`.
+                !v.is_empty()
+                    && libinjectionrs::SqliState::new(
+                        v.as_bytes(),
+                        libinjectionrs::SqliFlags::FLAG_NONE,
+                    )
+                    .detect()
             }
             Operator::Xss => {
                 !v.is_empty() && libinjectionrs::detect_xss(v.as_bytes()).is_injection()

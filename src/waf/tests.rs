@@ -317,6 +317,34 @@ fn exclusions_silence_a_rule_for_one_target() {
 }
 
 #[test]
+fn a_value_met_again_is_judged_once_but_recorded_and_excluded_per_target() {
+    // The same payload under three JSON keys: the verdict of the first is reused for the others,
+    // but each is recorded under its own target, and exclusions still apply per target.
+    let w = waf(RULES, &[1]);
+    let payload = "1' or '1'='1";
+    let body = format!(r#"{{"a":"{payload}","b":"{payload}","c":["{payload}"]}}"#);
+    let s = sample("POST", "/", &[], Some(("application/json", &body)));
+    let insp = w.inspect_sample(&s, &WafPolicy::default());
+    assert_eq!(insp.hits.len(), 1);
+    assert_eq!(insp.hits[0].targets, vec!["json:a", "json:b", "json:c[0]"]);
+    let policy = WafPolicy {
+        exclusions: vec![Exclusion {
+            ids: vec!["sqli".into()],
+            tags: vec![],
+            targets: target::TargetSpec::parse("json:a").unwrap(),
+        }],
+        ..WafPolicy::default()
+    };
+    let insp = w.inspect_sample(&s, &policy);
+    assert_eq!(insp.hits[0].targets, vec!["json:b", "json:c[0]"]);
+    // A key repeated in every object of an array is still looked at (and matched) each time.
+    let keys = r#"[{"$where":1},{"$where":2}]"#;
+    let s = sample("POST", "/", &[], Some(("application/json", keys)));
+    let insp = w.inspect_sample(&s, &WafPolicy::default());
+    assert!(insp.matched("logged"), "{insp:?}");
+}
+
+#[test]
 fn inline_tests_report_rule_and_line() {
     let w = waf(
         r#"

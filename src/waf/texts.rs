@@ -10,6 +10,8 @@ use super::transform::Transform;
 pub(super) const UNSET: u32 = u32::MAX;
 /// Text id of the raw value.
 const RAW: u32 = 0;
+/// Number of [`Transform`] variants: the width of a memo row.
+const TRANSFORMS: usize = Transform::COUNT;
 
 /// The texts one value turns into, deduplicated: id 0 is the raw value, id `i > 0` is
 /// `texts[i - 1]`. Reused from value to value so its buffers are allocated once per inspection.
@@ -19,8 +21,10 @@ pub(super) struct Texts {
     pub(super) profiles: Vec<Option<Profile>>,
     /// Text id per trie node.
     pub(super) node_text: Vec<u32>,
-    /// (source text, transform) → result text, shared by every trie branch.
-    pub(super) memo: Vec<(u32, Transform, u32)>,
+    /// (source text, transform) → result text, shared by every trie branch: entry
+    /// `src * TRANSFORMS + transform` ([`UNSET`] until computed). A direct table, not a search:
+    /// a value goes through a hundred or more trie nodes, most of them leaving it unchanged.
+    pub(super) memo: Vec<u32>,
     /// Text id per chain (by index in the rule set), for the chains the value goes through.
     pub(super) chain_text: Vec<u32>,
     /// Distinct text ids to scan.
@@ -51,6 +55,7 @@ impl Texts {
         self.profiles.push(None);
         self.node_text.fill(UNSET);
         self.memo.clear();
+        self.memo.resize(TRANSFORMS, UNSET);
         self.chain_text.fill(UNSET);
         self.active.clear();
         self.injection.clear();
@@ -86,8 +91,9 @@ impl Texts {
     }
 
     fn apply(&mut self, src: u32, t: Transform, raw: &str) -> u32 {
-        if let Some(&(_, _, dst)) = self.memo.iter().find(|(s, x, _)| *s == src && *x == t) {
-            return dst;
+        let slot = src as usize * TRANSFORMS + t as usize;
+        if self.memo[slot] != UNSET {
+            return self.memo[slot];
         }
         let p = self.profile(src, raw);
         let input = self.text(src, raw);
@@ -99,7 +105,7 @@ impl Texts {
                 Some(out) => self.intern(out, raw),
             }
         };
-        self.memo.push((src, t, dst));
+        self.memo[slot] = dst;
         dst
     }
 
@@ -112,6 +118,7 @@ impl Texts {
         }
         self.texts.push(out);
         self.profiles.push(None);
+        self.memo.resize(self.memo.len() + TRANSFORMS, UNSET);
         self.texts.len() as u32
     }
 

@@ -71,6 +71,9 @@ pub const NAMES: &[(&str, Transform)] = &[
 ];
 
 impl Transform {
+    /// Number of variants (`Trim` is the last): transforms index tables by `t as usize`.
+    pub const COUNT: usize = Transform::Trim as usize + 1;
+
     /// Looks a transform up by its rule-file name.
     pub fn parse(name: &str) -> Result<Transform, String> {
         NAMES
@@ -642,6 +645,13 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn count_covers_every_transform() {
+        for (_, t) in NAMES {
+            assert!((*t as usize) < Transform::COUNT, "{t:?}");
+        }
+    }
 
     fn t(tr: Transform, input: &str) -> String {
         tr.apply(Cow::Borrowed(input)).into_owned()
