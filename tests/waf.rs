@@ -76,6 +76,18 @@ async fn attacks_in_every_part_of_a_request_are_blocked_before_the_backend() {
                 .body(multipart),
         ),
         (
+            "multipart part header",
+            cl.post(gw.url("/upload"))
+                .header("Content-Type", "multipart/form-data; boundary=XB")
+                .body("--XB\r\nContent-Disposition: form-data; name=\"bio\"\r\nContent-Type: text/plain; charset=utf-7\r\n\r\n+ADw-script+AD4-alert(1)+ADw-/script+AD4-\r\n--XB--\r\n"),
+        ),
+        (
+            "GET with a body (request line and header together)",
+            cl.get(gw.url("/search"))
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .body("q=shoes"),
+        ),
+        (
             "xml",
             cl.post(gw.url("/soap"))
                 .header("Content-Type", "application/xml")

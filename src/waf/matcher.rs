@@ -200,6 +200,8 @@ impl Matcher {
         // randomly seeded, so crafted values cannot make the table slow.
         let mut seen: Seen<'_> = HashMap::default();
         let mut matched = Vec::new();
+        // Whether the `and` conditions of a rule hold, per rule, once computed.
+        let mut conditions: Vec<(usize, bool)> = Vec::new();
         for item in items {
             let Some(Some(plan)) = self.by_kind.get(item.kind as usize) else {
                 continue;
@@ -238,12 +240,30 @@ impl Matcher {
             };
             for &r in rules {
                 let rule = &rs.rules[r];
+                if !rule.conditions.is_empty() && !conditions_hold(rs, r, items, &mut conditions) {
+                    continue;
+                }
                 if !excluded(rule, item) {
                     out.record(r, rule, item);
                 }
             }
         }
     }
+}
+
+/// Whether every `and` condition of rule `r` holds on `items`, computed once per request.
+fn conditions_hold(
+    rs: &RuleSet,
+    r: usize,
+    items: &[Item<'_>],
+    known: &mut Vec<(usize, bool)>,
+) -> bool {
+    if let Some(&(_, holds)) = known.iter().find(|(k, _)| *k == r) {
+        return holds;
+    }
+    let holds = rs.rules[r].conditions.iter().all(|c| c.holds(items));
+    known.push((r, holds));
+    holds
 }
 
 impl KindPlan {

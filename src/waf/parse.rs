@@ -340,6 +340,11 @@ fn multipart_items<'a>(
             let Some((h, v)) = line.split_once(':') else {
                 continue;
             };
+            out.push(Item {
+                kind: TargetKind::MultipartHeaders,
+                name: Cow::Borrowed(h.trim()),
+                value: Cow::Borrowed(v.trim()),
+            });
             if h.trim().eq_ignore_ascii_case("content-disposition") {
                 for param in split_params(v).into_iter().skip(1) {
                     if let Some((k, val)) = param.split_once('=') {

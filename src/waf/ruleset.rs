@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::operator::Operator;
-use super::schema::{OperatorFile, OperatorSpec, RuleEntry, RuleFile, SeverityFile, TestRequest};
-use super::target::TargetSpec;
+use super::schema::{
+    ConditionEntry, OperatorFile, OperatorSpec, RuleEntry, RuleFile, SeverityFile, TestRequest,
+};
+use super::target::{Item, TargetSpec};
 use super::transform::Transform;
 use crate::config::source::{Diagnostics, SourceDoc};
 use crate::ipset::IpSet;
@@ -55,10 +57,55 @@ pub struct Rule {
     pub paranoia: u8,
     /// Action on match.
     pub action: Action,
+    /// Further conditions, all of which must hold (on head targets only).
+    pub conditions: Vec<Condition>,
     /// Where the rule is defined.
     pub file: PathBuf,
     /// Line of the rule.
     pub line: usize,
+}
+
+/// A further condition of a rule, compiled.
+#[derive(Debug, Clone)]
+pub struct Condition {
+    /// Targets.
+    pub targets: Vec<TargetSpec>,
+    /// Transform chain.
+    pub transforms: Vec<Transform>,
+    /// How a value is matched.
+    pub test: ConditionTest,
+    /// Holds when a selected value does not match.
+    pub negate: bool,
+}
+
+/// The operator of a [`Condition`], ready to run.
+#[derive(Debug, Clone)]
+pub enum ConditionTest {
+    /// A compiled regex.
+    Regex(regex::bytes::Regex),
+    /// A compiled phrase list.
+    Phrases(aho_corasick::AhoCorasick),
+    /// Any other operator.
+    Op(Operator),
+}
+
+impl Condition {
+    /// Whether the condition holds for a request broken into `items`: some value its targets
+    /// select (empty values aside, as for the rule itself) matches, or with `negate` does not.
+    pub fn holds(&self, items: &[Item<'_>]) -> bool {
+        items.iter().any(|item| {
+            if item.value.is_empty() || !self.targets.iter().any(|t| t.selects(item)) {
+                return false;
+            }
+            let v = super::transform::apply_chain(&self.transforms, &item.value);
+            let m = match &self.test {
+                ConditionTest::Regex(re) => re.is_match(v.as_bytes()),
+                ConditionTest::Phrases(ac) => ac.is_match(v.as_ref()),
+                ConditionTest::Op(op) => op.eval(&v),
+            };
+            m != self.negate
+        })
+    }
 }
 
 /// An inline test case of a rule.
@@ -249,6 +296,22 @@ fn compile_rule(
         }
     };
     let operator = compile_operator(doc, &e.operator, &mut err, &mut rs.files);
+    let mut conditions = Vec::new();
+    if !e.conditions.is_empty() {
+        for (i, t) in targets.iter().enumerate() {
+            if !t.kind.in_head() {
+                err(
+                    &format!("targets[{i}]"),
+                    format!("a rule with `and` conditions looks at the request line and headers only; {t} is in the body"),
+                );
+            }
+        }
+    }
+    for (i, c) in e.conditions.iter().enumerate() {
+        if let Some(c) = compile_condition(doc, &format!("and[{i}]"), c, &mut err, &mut rs.files) {
+            conditions.push(c);
+        }
+    }
     if diags.len() != before {
         return None;
     }
@@ -295,8 +358,86 @@ fn compile_rule(
         severity,
         paranoia: e.paranoia,
         action,
+        conditions,
         file: doc.file.clone(),
         line,
+    })
+}
+
+fn compile_condition(
+    doc: &SourceDoc,
+    base: &str,
+    c: &ConditionEntry,
+    err: &mut impl FnMut(&str, String),
+    files: &mut Vec<PathBuf>,
+) -> Option<Condition> {
+    let mut ok = true;
+    if c.targets.is_empty() {
+        err(
+            &format!("{base}.targets"),
+            "at least one target is required".into(),
+        );
+        ok = false;
+    }
+    let mut targets = Vec::new();
+    for (i, t) in c.targets.iter().enumerate() {
+        match TargetSpec::parse(t) {
+            Ok(ts) => {
+                for t in ts {
+                    if !t.kind.in_head() {
+                        err(
+                            &format!("{base}.targets[{i}]"),
+                            format!("conditions look at the request line and headers only; {t} is in the body"),
+                        );
+                        ok = false;
+                    }
+                    targets.push(t);
+                }
+            }
+            Err(m) => {
+                err(&format!("{base}.targets[{i}]"), m);
+                ok = false;
+            }
+        }
+    }
+    let mut transforms = Vec::new();
+    for (i, t) in c.transforms.iter().enumerate() {
+        match Transform::parse(t) {
+            Ok(t) => transforms.push(t),
+            Err(m) => {
+                err(&format!("{base}.transforms[{i}]"), m);
+                ok = false;
+            }
+        }
+    }
+    let mut prefixed = |path: &str, msg: String| err(&format!("{base}.{path}"), msg);
+    let operator = compile_operator(doc, &c.operator, &mut prefixed, files)?;
+    let test = match operator {
+        Operator::Regex(p) => match regex::bytes::RegexBuilder::new(&p)
+            .unicode(false)
+            .size_limit(REGEX_SIZE_LIMIT)
+            .build()
+        {
+            Ok(re) => ConditionTest::Regex(re),
+            Err(e) => {
+                prefixed("operator.regex", format!("invalid regex: {e}"));
+                return None;
+            }
+        },
+        Operator::Phrases(list) => match aho_corasick::AhoCorasick::new(&list) {
+            Ok(ac) => ConditionTest::Phrases(ac),
+            Err(e) => {
+                prefixed("operator.phrases", e.to_string());
+                return None;
+            }
+        },
+        op => ConditionTest::Op(op),
+    };
+    ok.then_some(Condition {
+        targets,
+        transforms,
+        test,
+        negate: c.negate,
     })
 }
 
@@ -460,6 +601,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(d.contains("rules[1].id: duplicate rule id \"x1\""), "{d}");
+    }
+
+    #[test]
+    fn conditions_are_checked_and_kept_to_the_head() {
+        let d = load_text(
+            "rules:\n  - id: a\n    description: a\n    targets: [json]\n    operator: { contains: x }\n    and:\n      - targets: [body, argz]\n        transforms: [lowercas]\n        operator: { regex: 'a(' }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "rules[0].targets[0]: a rule with `and` conditions looks at the request line and headers only; json is in the body",
+            "rules[0].and[0].targets[0]: conditions look at the request line and headers only; body is in the body",
+            "rules[0].and[0].targets[1]: unknown target \"argz\"",
+            "rules[0].and[0].transforms[0]: unknown transform \"lowercas\"",
+            "rules[0].and[0].operator.regex: invalid regex",
+        ] {
+            assert!(d.contains(want), "missing {want:?} in:\n{d}");
+        }
+        let rs = load_text(
+            "rules:\n  - id: a\n    description: a\n    targets: [method]\n    operator: { equals: GET }\n    and:\n      - { targets: [\"headers:x-a\"], operator: { phrases: [one, two] } }\n      - { targets: [query], operator: { length_gt: 3 }, negate: true }\n",
+        )
+        .unwrap();
+        assert_eq!(rs.rules[0].conditions.len(), 2);
+        assert!(rs.rules[0].conditions[1].negate);
     }
 
     #[test]

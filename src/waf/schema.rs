@@ -79,9 +79,30 @@ pub struct RuleEntry {
     /// `score` (default), `block`, `log` or `allow`.
     #[serde(default = "default_action")]
     pub action: String,
+    /// Further conditions that must all hold too (`and:`), each on its own targets: "a GET
+    /// whose Content-Length is not zero". Rules with conditions look at the request line and
+    /// headers only.
+    #[serde(default, rename = "and")]
+    pub conditions: Vec<ConditionEntry>,
     /// Inline test cases.
     #[serde(default)]
     pub tests: Option<TestsFile>,
+}
+
+/// One further condition of a rule: it holds when a value its targets select matches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionEntry {
+    /// Request parts to look at.
+    pub targets: Vec<String>,
+    /// Transform chain applied to each value first.
+    #[serde(default)]
+    pub transforms: Vec<String>,
+    /// How to match.
+    pub operator: OperatorFile,
+    /// Holds when a selected value does *not* match.
+    #[serde(default)]
+    pub negate: bool,
 }
 
 fn default_severity() -> SeverityFile {

@@ -31,6 +31,9 @@ pub enum TargetKind {
     BodyArgsNames,
     /// Multipart file names.
     Files,
+    /// Header values of multipart parts (`Content-Type`, `Content-Transfer-Encoding`, ...);
+    /// `multipart_headers:<name>` selects one header.
+    MultipartHeaders,
     /// JSON string, number and boolean values at any depth; `json:<path>` selects one.
     Json,
     /// JSON object keys at any depth.
@@ -57,6 +60,7 @@ pub const KINDS: &[(&str, TargetKind)] = &[
     ("body_args", TargetKind::BodyArgs),
     ("body_args_names", TargetKind::BodyArgsNames),
     ("files", TargetKind::Files),
+    ("multipart_headers", TargetKind::MultipartHeaders),
     ("json", TargetKind::Json),
     ("json_keys", TargetKind::JsonKeys),
     ("xml", TargetKind::Xml),
@@ -95,6 +99,7 @@ impl TargetKind {
             TargetKind::BodyArgs
                 | TargetKind::BodyArgsNames
                 | TargetKind::Files
+                | TargetKind::MultipartHeaders
                 | TargetKind::Json
                 | TargetKind::JsonKeys
                 | TargetKind::Xml
@@ -104,7 +109,10 @@ impl TargetKind {
 
     /// Whether item names of this kind compare case-insensitively (header names).
     fn names_fold_case(self) -> bool {
-        matches!(self, TargetKind::Headers | TargetKind::HeaderNames)
+        matches!(
+            self,
+            TargetKind::Headers | TargetKind::HeaderNames | TargetKind::MultipartHeaders
+        )
     }
 }
 

@@ -345,6 +345,71 @@ fn a_value_met_again_is_judged_once_but_recorded_and_excluded_per_target() {
 }
 
 #[test]
+fn a_rule_with_conditions_matches_only_when_all_hold() {
+    let w = waf(
+        r#"
+rules:
+  - id: get-body
+    description: GET with a non-zero Content-Length and no X-Ok header
+    targets: [method]
+    operator: { regex: '^(?:GET|HEAD)$' }
+    and:
+      - targets: ["headers:content-length"]
+        operator: { regex: '[1-9]' }
+      - targets: ["headers:x-ok"]
+        operator: { equals: "yes" }
+        negate: true
+  - id: part-charset
+    description: a part declared in UTF-7
+    targets: ["multipart_headers:content-type"]
+    transforms: [lowercase]
+    operator: { contains: "utf-7" }
+"#,
+        &[1],
+    );
+    let policy = WafPolicy::default();
+    let get = |headers: &[(&str, &str)]| {
+        w.inspect_sample(&sample("GET", "/", headers, None), &policy)
+            .matched("get-body")
+    };
+    assert!(get(&[("Content-Length", "7"), ("X-Ok", "no")]));
+    assert!(!get(&[("Content-Length", "0")]), "first condition fails");
+    assert!(
+        !get(&[]),
+        "no Content-Length: the first condition has nothing to match"
+    );
+    assert!(
+        !get(&[("Content-Length", "7"), ("X-Ok", "yes")]),
+        "second condition fails"
+    );
+    let post = sample("POST", "/", &[("Content-Length", "7")], None);
+    assert!(!w.inspect_sample(&post, &policy).matched("get-body"));
+
+    let part = |ct: &str| {
+        let body = format!("--b\r\nContent-Disposition: form-data; name=\"t\"\r\ncontent-TYPE: {ct}\r\n\r\nx\r\n--b--\r\n");
+        let s = sample(
+            "POST",
+            "/",
+            &[],
+            Some(("multipart/form-data; boundary=b", &body)),
+        );
+        let insp = w.inspect_sample(&s, &policy);
+        (
+            insp.matched("part-charset"),
+            insp.hits.first().map(|h| h.targets.clone()),
+        )
+    };
+    assert_eq!(
+        part("text/plain; charset=UTF-7"),
+        (
+            true,
+            Some(vec!["multipart_headers:content-TYPE".to_string()])
+        )
+    );
+    assert_eq!(part("text/plain; charset=utf-8"), (false, None));
+}
+
+#[test]
 fn inline_tests_report_rule_and_line() {
     let w = waf(
         r#"
