@@ -249,20 +249,10 @@ fn compile_rule(
     if e.targets.is_empty() {
         err("targets", "at least one target is required".into());
     }
-    let mut targets = Vec::new();
-    for (i, t) in e.targets.iter().enumerate() {
-        match TargetSpec::parse(t) {
-            Ok(ts) => targets.extend(ts),
-            Err(m) => err(&format!("targets[{i}]"), m),
-        }
-    }
-    let mut chain = Vec::new();
-    for (i, t) in e.transforms.iter().enumerate() {
-        match Transform::parse(t) {
-            Ok(t) => chain.push(t),
-            Err(m) => err(&format!("transforms[{i}]"), m),
-        }
-    }
+    let head_only = (!e.conditions.is_empty())
+        .then_some("a rule with `and` conditions looks at the request line and headers only");
+    let targets = parse_targets(&e.targets, head_only, &mut err);
+    let chain = parse_transforms(&e.transforms, &mut err);
     let severity = match &e.severity {
         SeverityFile::Points(p) => *p,
         SeverityFile::Named(n) => match n.as_str() {
@@ -297,16 +287,6 @@ fn compile_rule(
     };
     let operator = compile_operator(doc, &e.operator, &mut err, &mut rs.files);
     let mut conditions = Vec::new();
-    if !e.conditions.is_empty() {
-        for (i, t) in targets.iter().enumerate() {
-            if !t.kind.in_head() {
-                err(
-                    &format!("targets[{i}]"),
-                    format!("a rule with `and` conditions looks at the request line and headers only; {t} is in the body"),
-                );
-            }
-        }
-    }
     for (i, c) in e.conditions.iter().enumerate() {
         if let Some(c) = compile_condition(doc, &format!("and[{i}]"), c, &mut err, &mut rs.files) {
             conditions.push(c);
@@ -364,6 +344,47 @@ fn compile_rule(
     })
 }
 
+/// Parses a `targets` list, each problem reported at `targets[i]`. With `head_only`, a target in
+/// the body is a problem too, explained by that text.
+fn parse_targets(
+    list: &[String],
+    head_only: Option<&str>,
+    err: &mut impl FnMut(&str, String),
+) -> Vec<TargetSpec> {
+    let mut out = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        match TargetSpec::parse(t) {
+            Ok(ts) => {
+                for t in ts {
+                    if let (Some(why), false) = (head_only, t.kind.in_head()) {
+                        err(
+                            &format!("targets[{i}]"),
+                            format!("{why}; {t} is in the body"),
+                        );
+                    }
+                    out.push(t);
+                }
+            }
+            Err(m) => err(&format!("targets[{i}]"), m),
+        }
+    }
+    out
+}
+
+/// Parses a `transforms` list, each problem reported at `transforms[i]`.
+fn parse_transforms(list: &[String], err: &mut impl FnMut(&str, String)) -> Vec<Transform> {
+    let mut out = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        match Transform::parse(t) {
+            Ok(t) => out.push(t),
+            Err(m) => err(&format!("transforms[{i}]"), m),
+        }
+    }
+    out
+}
+
+/// Compiles condition `base` (`and[i]`) of a rule. Problems are reported through `err`; the
+/// rule is then refused as a whole.
 fn compile_condition(
     doc: &SourceDoc,
     base: &str,
@@ -371,48 +392,17 @@ fn compile_condition(
     err: &mut impl FnMut(&str, String),
     files: &mut Vec<PathBuf>,
 ) -> Option<Condition> {
-    let mut ok = true;
+    let mut err = |path: &str, msg: String| err(&format!("{base}.{path}"), msg);
     if c.targets.is_empty() {
-        err(
-            &format!("{base}.targets"),
-            "at least one target is required".into(),
-        );
-        ok = false;
+        err("targets", "at least one target is required".into());
     }
-    let mut targets = Vec::new();
-    for (i, t) in c.targets.iter().enumerate() {
-        match TargetSpec::parse(t) {
-            Ok(ts) => {
-                for t in ts {
-                    if !t.kind.in_head() {
-                        err(
-                            &format!("{base}.targets[{i}]"),
-                            format!("conditions look at the request line and headers only; {t} is in the body"),
-                        );
-                        ok = false;
-                    }
-                    targets.push(t);
-                }
-            }
-            Err(m) => {
-                err(&format!("{base}.targets[{i}]"), m);
-                ok = false;
-            }
-        }
-    }
-    let mut transforms = Vec::new();
-    for (i, t) in c.transforms.iter().enumerate() {
-        match Transform::parse(t) {
-            Ok(t) => transforms.push(t),
-            Err(m) => {
-                err(&format!("{base}.transforms[{i}]"), m);
-                ok = false;
-            }
-        }
-    }
-    let mut prefixed = |path: &str, msg: String| err(&format!("{base}.{path}"), msg);
-    let operator = compile_operator(doc, &c.operator, &mut prefixed, files)?;
-    let test = match operator {
+    let targets = parse_targets(
+        &c.targets,
+        Some("conditions look at the request line and headers only"),
+        &mut err,
+    );
+    let transforms = parse_transforms(&c.transforms, &mut err);
+    let test = match compile_operator(doc, &c.operator, &mut err, files)? {
         Operator::Regex(p) => match regex::bytes::RegexBuilder::new(&p)
             .unicode(false)
             .size_limit(REGEX_SIZE_LIMIT)
@@ -420,20 +410,20 @@ fn compile_condition(
         {
             Ok(re) => ConditionTest::Regex(re),
             Err(e) => {
-                prefixed("operator.regex", format!("invalid regex: {e}"));
+                err("operator.regex", format!("invalid regex: {e}"));
                 return None;
             }
         },
         Operator::Phrases(list) => match aho_corasick::AhoCorasick::new(&list) {
             Ok(ac) => ConditionTest::Phrases(ac),
             Err(e) => {
-                prefixed("operator.phrases", e.to_string());
+                err("operator.phrases", e.to_string());
                 return None;
             }
         },
         op => ConditionTest::Op(op),
     };
-    ok.then_some(Condition {
+    Some(Condition {
         targets,
         transforms,
         test,
