@@ -8,11 +8,10 @@
 //! does in other WAFs: automata stay small and fast. A rule can opt in with `(?u)`.
 
 use std::collections::HashMap;
-
-use foldhash::fast::RandomState;
 use std::sync::Arc;
 
 use aho_corasick::AhoCorasick;
+use foldhash::fast::RandomState;
 use regex::bytes::{Regex, RegexSet, RegexSetBuilder};
 
 use super::operator::Operator;

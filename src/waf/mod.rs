@@ -11,6 +11,7 @@
 //! - [`policy`]: per-route mode, threshold, exclusions and body limits.
 
 pub mod builtin;
+pub mod condition;
 pub mod matcher;
 pub mod operator;
 pub mod parse;

@@ -6,10 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::operator::Operator;
-use super::schema::{
-    ConditionEntry, OperatorFile, OperatorSpec, RuleEntry, RuleFile, SeverityFile, TestRequest,
-};
-use super::target::{Item, TargetSpec};
+use super::schema::{OperatorFile, OperatorSpec, RuleEntry, RuleFile, SeverityFile, TestRequest};
+use super::target::TargetSpec;
 use super::transform::Transform;
 use crate::config::source::{Diagnostics, SourceDoc};
 use crate::ipset::IpSet;
@@ -58,54 +56,11 @@ pub struct Rule {
     /// Action on match.
     pub action: Action,
     /// Further conditions, all of which must hold (on head targets only).
-    pub conditions: Vec<Condition>,
+    pub conditions: Vec<super::condition::Condition>,
     /// Where the rule is defined.
     pub file: PathBuf,
     /// Line of the rule.
     pub line: usize,
-}
-
-/// A further condition of a rule, compiled.
-#[derive(Debug, Clone)]
-pub struct Condition {
-    /// Targets.
-    pub targets: Vec<TargetSpec>,
-    /// Transform chain.
-    pub transforms: Vec<Transform>,
-    /// How a value is matched.
-    pub test: ConditionTest,
-    /// Holds when a selected value does not match.
-    pub negate: bool,
-}
-
-/// The operator of a [`Condition`], ready to run.
-#[derive(Debug, Clone)]
-pub enum ConditionTest {
-    /// A compiled regex.
-    Regex(regex::bytes::Regex),
-    /// A compiled phrase list.
-    Phrases(aho_corasick::AhoCorasick),
-    /// Any other operator.
-    Op(Operator),
-}
-
-impl Condition {
-    /// Whether the condition holds for a request broken into `items`: some value its targets
-    /// select (empty values aside, as for the rule itself) matches, or with `negate` does not.
-    pub fn holds(&self, items: &[Item<'_>]) -> bool {
-        items.iter().any(|item| {
-            if item.value.is_empty() || !self.targets.iter().any(|t| t.selects(item)) {
-                return false;
-            }
-            let v = super::transform::apply_chain(&self.transforms, &item.value);
-            let m = match &self.test {
-                ConditionTest::Regex(re) => re.is_match(v.as_bytes()),
-                ConditionTest::Phrases(ac) => ac.is_match(v.as_ref()),
-                ConditionTest::Op(op) => op.eval(&v),
-            };
-            m != self.negate
-        })
-    }
 }
 
 /// An inline test case of a rule.
@@ -288,7 +243,9 @@ fn compile_rule(
     let operator = compile_operator(doc, &e.operator, &mut err, &mut rs.files);
     let mut conditions = Vec::new();
     for (i, c) in e.conditions.iter().enumerate() {
-        if let Some(c) = compile_condition(doc, &format!("and[{i}]"), c, &mut err, &mut rs.files) {
+        if let Some(c) =
+            super::condition::compile(doc, &format!("and[{i}]"), c, &mut err, &mut rs.files)
+        {
             conditions.push(c);
         }
     }
@@ -346,7 +303,7 @@ fn compile_rule(
 
 /// Parses a `targets` list, each problem reported at `targets[i]`. With `head_only`, a target in
 /// the body is a problem too, explained by that text.
-fn parse_targets(
+pub(super) fn parse_targets(
     list: &[String],
     head_only: Option<&str>,
     err: &mut impl FnMut(&str, String),
@@ -372,7 +329,10 @@ fn parse_targets(
 }
 
 /// Parses a `transforms` list, each problem reported at `transforms[i]`.
-fn parse_transforms(list: &[String], err: &mut impl FnMut(&str, String)) -> Vec<Transform> {
+pub(super) fn parse_transforms(
+    list: &[String],
+    err: &mut impl FnMut(&str, String),
+) -> Vec<Transform> {
     let mut out = Vec::new();
     for (i, t) in list.iter().enumerate() {
         match Transform::parse(t) {
@@ -383,55 +343,7 @@ fn parse_transforms(list: &[String], err: &mut impl FnMut(&str, String)) -> Vec<
     out
 }
 
-/// Compiles condition `base` (`and[i]`) of a rule. Problems are reported through `err`; the
-/// rule is then refused as a whole.
-fn compile_condition(
-    doc: &SourceDoc,
-    base: &str,
-    c: &ConditionEntry,
-    err: &mut impl FnMut(&str, String),
-    files: &mut Vec<PathBuf>,
-) -> Option<Condition> {
-    let mut err = |path: &str, msg: String| err(&format!("{base}.{path}"), msg);
-    if c.targets.is_empty() {
-        err("targets", "at least one target is required".into());
-    }
-    let targets = parse_targets(
-        &c.targets,
-        Some("conditions look at the request line and headers only"),
-        &mut err,
-    );
-    let transforms = parse_transforms(&c.transforms, &mut err);
-    let test = match compile_operator(doc, &c.operator, &mut err, files)? {
-        Operator::Regex(p) => match regex::bytes::RegexBuilder::new(&p)
-            .unicode(false)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .build()
-        {
-            Ok(re) => ConditionTest::Regex(re),
-            Err(e) => {
-                err("operator.regex", format!("invalid regex: {e}"));
-                return None;
-            }
-        },
-        Operator::Phrases(list) => match aho_corasick::AhoCorasick::new(&list) {
-            Ok(ac) => ConditionTest::Phrases(ac),
-            Err(e) => {
-                err("operator.phrases", e.to_string());
-                return None;
-            }
-        },
-        op => ConditionTest::Op(op),
-    };
-    Some(Condition {
-        targets,
-        transforms,
-        test,
-        negate: c.negate,
-    })
-}
-
-fn compile_operator(
+pub(super) fn compile_operator(
     doc: &SourceDoc,
     op: &OperatorFile,
     err: &mut impl FnMut(&str, String),
