@@ -7,6 +7,7 @@
 //! Regexes match bytes with Unicode classes off (`\w`, `\s`, `.` are ASCII/byte-wise), as PCRE
 //! does in other WAFs: automata stay small and fast. A rule can opt in with `(?u)`.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -228,12 +229,12 @@ impl Matcher {
                     tx.item_sel.clone().into_boxed_slice(),
                     &*item.value,
                 );
-                match seen.get(&key) {
-                    Some(rules) => rules,
-                    None => {
-                        matched.clear();
-                        plan.inspect(self, rs, item, &mut tx, &mut matched);
-                        seen.entry(key).or_insert_with(|| matched.clone())
+                match seen.entry(key) {
+                    Entry::Occupied(known) => known.into_mut(),
+                    Entry::Vacant(new) => {
+                        let mut found = Vec::new();
+                        plan.inspect(self, rs, item, &mut tx, &mut found);
+                        new.insert(found)
                     }
                 }
             };
