@@ -9,7 +9,7 @@ use std::hint::black_box;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion};
 use governor::clock::QuantaClock;
 use governor::Quota;
 use portcullis::config::Diagnostics;
@@ -56,6 +56,18 @@ fn get_request() -> SampleRequest {
         ("Cookie".into(), "session=3f2a9c1e8b7d6a5f4e3d2c1b; theme=dark; consent=yes".into()),
         ("Referer".into(), "https://shop.example.com/".into()),
     ];
+    s
+}
+
+/// [`get_request`] with header values no earlier request had (request `i` of a run), so the
+/// WAF's per-thread verdicts on header values cannot be reused: the cost of a new client.
+fn get_request_new_headers(i: u64) -> SampleRequest {
+    let mut s = get_request();
+    for (name, value) in &mut s.headers {
+        if name != "Host" {
+            value.push_str(&format!(" r{i}"));
+        }
+    }
     s
 }
 
@@ -171,6 +183,20 @@ fn waf(c: &mut Criterion) {
         let n = rs.rules.len();
         let naive = Naive::new(&rs);
         let w = Waf::build(rs, &[1]).expect("compile");
+        let mut i = 0;
+        g.bench_function(
+            BenchmarkId::new(format!("{label} ({n} rules)"), "get_new_headers"),
+            |b| {
+                b.iter_batched(
+                    || {
+                        i += 1;
+                        get_request_new_headers(i)
+                    },
+                    |req| black_box(w.inspect_sample(&req, &policy)),
+                    BatchSize::SmallInput,
+                )
+            },
+        );
         for (name, req) in &requests {
             g.bench_with_input(
                 BenchmarkId::new(format!("{label} ({n} rules)"), name),

@@ -15,6 +15,7 @@ use aho_corasick::AhoCorasick;
 use foldhash::fast::RandomState;
 use regex::bytes::{Regex, RegexSet, RegexSetBuilder};
 
+use super::memo::HeadMemo;
 use super::operator::Operator;
 use super::ruleset::{Action, Rule, RuleSet, REGEX_SIZE_LIMIT};
 use super::target::{Item, TargetKind, TargetSpec, KINDS};
@@ -52,6 +53,8 @@ struct KindPlan {
     rule_sel: Vec<Bits>,
     /// Chains the kind's rules use, with the selectors of the rules using each.
     chains: Vec<(usize, Bits)>,
+    /// The trie nodes those chains go through, parents first: a value walks them in one pass.
+    nodes: Vec<usize>,
     set: Option<RegexSet>,
     set_rules: Vec<usize>,
     ac: Option<AhoCorasick>,
@@ -64,6 +67,8 @@ pub struct Matcher {
     /// Per target kind (by discriminant).
     by_kind: Vec<Option<KindPlan>>,
     trie: ChainTrie,
+    /// Verdicts on header values from earlier requests.
+    head_memo: HeadMemo,
 }
 
 /// Transform chains as a prefix tree, so chains that start alike share the work: each prefix
@@ -76,6 +81,22 @@ pub(super) struct ChainTrie {
 }
 
 impl ChainTrie {
+    /// The nodes the chains `chains` (by index) go through, in index order: parents first.
+    fn nodes_of(&self, chains: impl Iterator<Item = usize>) -> Vec<usize> {
+        let mut used = vec![false; self.nodes.len()];
+        for c in chains {
+            let mut at = self.chain_end[c];
+            while let Some(n) = at {
+                if used[n] {
+                    break;
+                }
+                used[n] = true;
+                at = self.nodes[n].0;
+            }
+        }
+        (0..self.nodes.len()).filter(|&n| used[n]).collect()
+    }
+
     fn new(chains: &[Vec<Transform>]) -> ChainTrie {
         let mut nodes: Vec<(Option<usize>, Transform)> = Vec::new();
         let mut chain_end = Vec::with_capacity(chains.len());
@@ -156,6 +177,7 @@ impl Inspection {
 impl Matcher {
     /// Compiles the rules of `rs` that run at `paranoia`.
     pub fn build(rs: &RuleSet, paranoia: u8) -> Result<Matcher, String> {
+        let trie = ChainTrie::new(&rs.chains);
         let mut by_kind: Vec<Option<KindPlan>> = Vec::with_capacity(KINDS.len());
         for (_, kind) in KINDS {
             let rules: Vec<usize> = rs
@@ -170,7 +192,7 @@ impl Matcher {
             let plan = if rules.is_empty() {
                 None
             } else {
-                Some(build_plan(rs, &rules, *kind)?)
+                Some(build_plan(rs, &trie, &rules, *kind)?)
             };
             // Index by discriminant so lookups need no search.
             let idx = *kind as usize;
@@ -181,8 +203,15 @@ impl Matcher {
         }
         Ok(Matcher {
             by_kind,
-            trie: ChainTrie::new(&rs.chains),
+            trie,
+            head_memo: HeadMemo::default(),
         })
+    }
+
+    /// Header verdicts this thread keeps.
+    #[cfg(test)]
+    pub(super) fn head_memo_len(&self) -> usize {
+        self.head_memo.len()
     }
 
     /// Runs the rules over `items`, skipping matches that `excluded` rejects.
@@ -196,8 +225,10 @@ impl Matcher {
         let mut tx = Texts::new(&self.trie);
         // Rules that matched each body (kind, selectors, value) seen so far: a value met again
         // (the keys of every object in a JSON array, a repeated small value) is looked at once.
-        // Head items rarely repeat, and long values neither: they skip the table. The hasher is
-        // randomly seeded, so crafted values cannot make the table slow.
+        // Head items rarely repeat within a request, and long values neither: they skip the
+        // table. Header values repeat from request to request instead, and go to the matcher's
+        // per-thread table ([`HeadMemo`]). The hasher is randomly seeded, so crafted values
+        // cannot make the table slow.
         let mut seen: Seen<'_> = HashMap::default();
         let mut matched = Vec::new();
         // Whether the `and` conditions of a rule hold, per rule, once computed.
@@ -219,7 +250,14 @@ impl Matcher {
             if tx.item_sel.iter().all(|w| *w == 0) {
                 continue;
             }
-            let rules = if item.kind.in_head() || item.value.len() > MEMO_VALUE_LEN {
+            let rules = if HeadMemo::keeps(item) {
+                matched.clear();
+                if !self.head_memo.lookup(item, &tx.item_sel, &mut matched) {
+                    plan.inspect(self, rs, item, &mut tx, &mut matched);
+                    self.head_memo.keep(&matched);
+                }
+                &matched
+            } else if item.kind.in_head() || item.value.len() > MEMO_VALUE_LEN {
                 matched.clear();
                 plan.inspect(self, rs, item, &mut tx, &mut matched);
                 &matched
@@ -276,10 +314,11 @@ impl KindPlan {
         matched: &mut Vec<usize>,
     ) {
         let raw: &str = &item.value;
-        tx.reset();
+        tx.reset(raw);
+        tx.walk(&m.trie, &self.nodes, raw);
         for (chain, sel) in &self.chains {
             if intersects(sel, &tx.item_sel) {
-                let t = tx.node(&m.trie, m.trie.chain_end[*chain], raw);
+                let t = tx.node(&m.trie, *chain);
                 tx.chain_text[*chain] = t;
                 if !tx.active.contains(&t) {
                     tx.active.push(t);
@@ -338,7 +377,12 @@ impl KindPlan {
     }
 }
 
-fn build_plan(rs: &RuleSet, rules: &[usize], kind: TargetKind) -> Result<KindPlan, String> {
+fn build_plan(
+    rs: &RuleSet,
+    trie: &ChainTrie,
+    rules: &[usize],
+    kind: TargetKind,
+) -> Result<KindPlan, String> {
     let mut selectors: Vec<TargetSpec> = Vec::new();
     for &r in rules {
         for t in &rs.rules[r].targets {
@@ -422,10 +466,12 @@ fn build_plan(rs: &RuleSet, rules: &[usize], kind: TargetKind) -> Result<KindPla
     } else {
         Some(AhoCorasick::new(&phrases).map_err(|e| format!("compiling phrase lists: {e}"))?)
     };
+    let nodes = trie.nodes_of(chains.iter().map(|(c, _)| *c));
     Ok(KindPlan {
         selectors,
         rule_sel,
         chains,
+        nodes,
         set,
         set_rules,
         ac,

@@ -7,12 +7,14 @@
 //! - [`schema`]: the rule file format; [`ruleset`]: loading and validation with located errors.
 //! - [`target`], [`parse`]: which request parts rules look at and how a request is split into them.
 //! - [`transform`], [`operator`]: normalisations and matching operators.
-//! - [`matcher`]: per paranoia level, rules grouped into regex sets and phrase automata.
+//! - [`matcher`]: per paranoia level, rules grouped into regex sets and phrase automata;
+//!   `memo`: its verdicts on header values, kept from request to request.
 //! - [`policy`]: per-route mode, threshold, exclusions and body limits.
 
 pub mod builtin;
 pub mod condition;
 pub mod matcher;
+mod memo;
 pub mod operator;
 pub mod parse;
 pub mod policy;

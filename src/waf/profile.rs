@@ -1,6 +1,6 @@
 //! What kinds of bytes a text holds, so transform chains skip steps that cannot change it.
 
-use super::transform::Transform;
+use super::transform::{Transform, NAMES};
 
 /// Byte classes a text contains, found in one pass, so a chain can skip every transform that
 /// cannot change the text without scanning it again: most values hold no `%`, `&` or `\\`.
@@ -84,30 +84,69 @@ impl Profile {
     }
 }
 
+/// Classes of which a text must hold at least one for transform `t` to change it; 0 for the
+/// transforms whose test is not of that shape (see [`Profile::changeable`]).
+const fn needs(t: Transform) -> u32 {
+    match t {
+        Transform::UrlDecode => PERCENT | PLUS,
+        Transform::PercentDecode => PERCENT,
+        Transform::HtmlEntityDecode => AMP,
+        Transform::JsDecode => BACKSLASH,
+        Transform::Lowercase => UPPER | NON_ASCII,
+        Transform::NormalizePath => SLASH | BACKSLASH,
+        Transform::CompressWhitespace | Transform::RemoveWhitespace | Transform::Trim => {
+            SPACE | OTHER_WS | NON_ASCII
+        }
+        Transform::RemoveNulls => NUL,
+        Transform::RemoveControls => CONTROL,
+        Transform::UnicodeNormalize => NON_ASCII,
+        Transform::CmdLine => BACKSLASH | SHELL | SPACE | OTHER_WS | UPPER | NON_ASCII,
+        Transform::RemoveComments | Transform::ReplaceComments | Transform::Base64Decode => 0,
+    }
+}
+
+/// [`needs`] per transform, by `t as usize`.
+const NEEDS: [u32; Transform::COUNT] = {
+    let mut table = [0; Transform::COUNT];
+    let mut i = 0;
+    while i < NAMES.len() {
+        let t = NAMES[i].1;
+        table[t as usize] = needs(t);
+        i += 1;
+    }
+    table
+};
+
+const COMMENTS: u32 =
+    1 << Transform::RemoveComments as usize | 1 << Transform::ReplaceComments as usize;
+
+impl Profile {
+    /// The transforms (bit `t as usize`) that can change a text with this profile and length
+    /// `len`; a transform outside it is known to return the text unchanged. Computed once per
+    /// text, so a chain step that cannot apply costs a bit test.
+    pub fn changeable(self, len: usize) -> u32 {
+        const _: () = assert!(Transform::COUNT <= 32);
+        let mut m = 0;
+        for (t, need) in NEEDS.iter().enumerate() {
+            if self.any(*need) {
+                m |= 1 << t;
+            }
+        }
+        if (self.any(SLASH) && self.any(STAR)) || (self.any(LT) && self.any(BANG)) {
+            m |= COMMENTS;
+        }
+        if len >= 8 && !self.any(NOT_BASE64) {
+            m |= 1 << Transform::Base64Decode as usize;
+        }
+        m
+    }
+}
+
 impl Transform {
     /// Whether the transform can change a text with profile `p` and length `len`; when this is
     /// false, [`Transform::transform`] is known to return the text unchanged.
     pub fn may_change(self, p: Profile, len: usize) -> bool {
-        match self {
-            Transform::UrlDecode => p.any(PERCENT | PLUS),
-            Transform::PercentDecode => p.any(PERCENT),
-            Transform::HtmlEntityDecode => p.any(AMP),
-            Transform::JsDecode => p.any(BACKSLASH),
-            Transform::Lowercase => p.any(UPPER | NON_ASCII),
-            Transform::NormalizePath => p.any(SLASH | BACKSLASH),
-            Transform::CompressWhitespace | Transform::RemoveWhitespace => {
-                p.any(SPACE | OTHER_WS | NON_ASCII)
-            }
-            Transform::RemoveNulls => p.any(NUL),
-            Transform::RemoveControls => p.any(CONTROL),
-            Transform::RemoveComments | Transform::ReplaceComments => {
-                (p.any(SLASH) && p.any(STAR)) || (p.any(LT) && p.any(BANG))
-            }
-            Transform::Base64Decode => len >= 8 && !p.any(NOT_BASE64),
-            Transform::UnicodeNormalize => p.any(NON_ASCII),
-            Transform::CmdLine => p.any(BACKSLASH | SHELL | SPACE | OTHER_WS | UPPER | NON_ASCII),
-            Transform::Trim => p.any(SPACE | OTHER_WS | NON_ASCII),
-        }
+        p.changeable(len) & 1 << self as usize != 0
     }
 }
 

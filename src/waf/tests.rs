@@ -345,6 +345,48 @@ fn a_value_met_again_is_judged_once_but_recorded_and_excluded_per_target() {
 }
 
 #[test]
+fn header_verdicts_are_kept_between_requests_but_recorded_and_excluded_per_request() {
+    let w = waf(RULES, &[1]);
+    let kept = || w.matcher(1).unwrap().head_memo_len();
+    let s = sample(
+        "GET",
+        "/",
+        &[("User-Agent", "sqlmap/1.7"), ("Accept", "text/html")],
+        None,
+    );
+    let policy = WafPolicy::default();
+    let first = w.inspect_sample(&s, &policy);
+    assert!(first.matched("scanner"), "{first:?}");
+    let after_first = kept();
+    assert_eq!(
+        after_first, 1,
+        "the User-Agent is kept; no rule looks at Accept"
+    );
+    // The same request again is judged from the table, with the same verdict and targets.
+    let again = w.inspect_sample(&s, &policy);
+    assert_eq!(kept(), after_first);
+    assert_eq!(format!("{:?}", again.hits), format!("{:?}", first.hits));
+    // An exclusion of the header still applies to a kept verdict.
+    let excluding = WafPolicy {
+        exclusions: vec![Exclusion {
+            ids: vec!["scanner".into()],
+            tags: vec![],
+            targets: target::TargetSpec::parse("headers:user-agent").unwrap(),
+        }],
+        ..WafPolicy::default()
+    };
+    assert!(!w.inspect_sample(&s, &excluding).matched("scanner"));
+    // The table is bounded: values that never repeat empty it instead of growing it.
+    for i in 0..memo::ENTRIES + 10 {
+        let ua = format!("client-{i}");
+        let s = sample("GET", "/", &[("User-Agent", &ua)], None);
+        assert!(!w.inspect_sample(&s, &policy).matched("scanner"));
+    }
+    assert!(kept() <= memo::ENTRIES, "{}", kept());
+    assert!(w.inspect_sample(&s, &policy).matched("scanner"));
+}
+
+#[test]
 fn a_rule_with_conditions_matches_only_when_all_hold() {
     let w = waf(
         r#"

@@ -17,8 +17,9 @@ const TRANSFORMS: usize = Transform::COUNT;
 /// `texts[i - 1]`. Reused from value to value so its buffers are allocated once per inspection.
 pub(super) struct Texts {
     pub(super) texts: Vec<String>,
-    /// Byte profile per text id, computed when first needed.
-    pub(super) profiles: Vec<Option<Profile>>,
+    /// Per text id, the transforms that may change it (bit `t as usize`, from its
+    /// [`Profile`]): most steps of most chains leave a value alike, and cost one bit test.
+    changeable: Vec<u32>,
     /// Text id per trie node.
     pub(super) node_text: Vec<u32>,
     /// (source text, transform) → result text, shared by every trie branch: entry
@@ -39,7 +40,7 @@ impl Texts {
     pub(super) fn new(trie: &ChainTrie) -> Texts {
         Texts {
             texts: Vec::new(),
-            profiles: Vec::new(),
+            changeable: Vec::new(),
             node_text: vec![UNSET; trie.nodes.len()],
             memo: Vec::new(),
             chain_text: vec![UNSET; trie.chain_end.len()],
@@ -49,11 +50,11 @@ impl Texts {
         }
     }
 
-    pub(super) fn reset(&mut self) {
+    /// Starts on a new value, `raw`.
+    pub(super) fn reset(&mut self, raw: &str) {
         self.texts.clear();
-        self.profiles.clear();
-        self.profiles.push(None);
-        self.node_text.fill(UNSET);
+        self.changeable.clear();
+        self.changeable.push(Profile::of(raw).changeable(raw.len()));
         self.memo.clear();
         self.memo.resize(TRANSFORMS, UNSET);
         self.chain_text.fill(UNSET);
@@ -68,45 +69,33 @@ impl Texts {
         }
     }
 
-    fn profile(&mut self, id: u32, raw: &str) -> Profile {
-        if let Some(p) = self.profiles[id as usize] {
-            return p;
+    /// Computes the text of each trie node of `nodes`, which lists parents before children.
+    pub(super) fn walk(&mut self, trie: &ChainTrie, nodes: &[usize], raw: &str) {
+        for &n in nodes {
+            let (parent, t) = trie.nodes[n];
+            let src = parent.map_or(RAW, |p| self.node_text[p]);
+            self.node_text[n] = if self.changeable[src as usize] & 1 << t as usize == 0 {
+                src
+            } else {
+                self.apply(src, t, raw)
+            };
         }
-        let p = Profile::of(self.text(id, raw));
-        self.profiles[id as usize] = Some(p);
-        p
     }
 
-    /// The text id of trie node `node` (`None`: the raw value), computing what is missing.
-    pub(super) fn node(&mut self, trie: &ChainTrie, node: Option<usize>, raw: &str) -> u32 {
-        let Some(n) = node else { return RAW };
-        if self.node_text[n] != UNSET {
-            return self.node_text[n];
-        }
-        let (parent, t) = trie.nodes[n];
-        let src = self.node(trie, parent, raw);
-        let dst = self.apply(src, t, raw);
-        self.node_text[n] = dst;
-        dst
+    /// The text id chain `chain` ends on; its nodes have been walked.
+    pub(super) fn node(&self, trie: &ChainTrie, chain: usize) -> u32 {
+        trie.chain_end[chain].map_or(RAW, |n| self.node_text[n])
     }
 
     fn apply(&mut self, src: u32, t: Transform, raw: &str) -> u32 {
         let slot = src as usize * TRANSFORMS + t as usize;
-        if self.memo[slot] != UNSET {
-            return self.memo[slot];
-        }
-        let p = self.profile(src, raw);
-        let input = self.text(src, raw);
-        let dst = if !t.may_change(p, input.len()) {
-            src
-        } else {
-            match t.transform(input) {
+        if self.memo[slot] == UNSET {
+            self.memo[slot] = match t.transform(self.text(src, raw)) {
                 None => src,
                 Some(out) => self.intern(out, raw),
-            }
-        };
-        self.memo[slot] = dst;
-        dst
+            };
+        }
+        self.memo[slot]
     }
 
     fn intern(&mut self, out: String, raw: &str) -> u32 {
@@ -116,8 +105,9 @@ impl Texts {
         if let Some(i) = self.texts.iter().position(|x| *x == out) {
             return i as u32 + 1;
         }
+        self.changeable
+            .push(Profile::of(&out).changeable(out.len()));
         self.texts.push(out);
-        self.profiles.push(None);
         self.memo.resize(self.memo.len() + TRANSFORMS, UNSET);
         self.texts.len() as u32
     }

@@ -1,0 +1,83 @@
+//! Verdicts on header values, kept from request to request. A client sends the same
+//! `User-Agent`, `Accept` and `Accept-Language` on every request, and most clients of a site
+//! send one of a few dozen such values, so each is judged once per thread instead of once per
+//! request. Header values are half of the WAF's work on a typical browser GET.
+//!
+//! The table belongs to one [`super::Matcher`]: a reload compiles new matchers, whose tables
+//! start empty, so a verdict never outlives the rules that gave it. It is per thread, so no
+//! request waits on a lock. It is bounded: when full it is emptied, so values that never repeat
+//! (an attacker's, say) cost a miss and an insert, and memory stays at a few hundred KB per
+//! thread. The hasher is randomly seeded, so crafted values cannot make lookups slow.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
+use thread_local::ThreadLocal;
+
+use super::target::{Item, TargetKind};
+
+/// Longest header value whose verdict is kept (browser `User-Agent`s are 100–250 bytes).
+pub(super) const VALUE_LEN: usize = 512;
+/// Entries per thread before the table is emptied.
+pub(super) const ENTRIES: usize = 1024;
+
+/// The per-thread tables of one matcher.
+#[derive(Default)]
+pub(super) struct HeadMemo {
+    tables: ThreadLocal<RefCell<Table>>,
+}
+
+#[derive(Default)]
+struct Table {
+    /// (kind, selector bits, value), encoded as bytes → rules that matched, before exclusions
+    /// and conditions (those depend on the rest of the request).
+    verdicts: HashMap<Box<[u8]>, Box<[usize]>, RandomState>,
+    /// The key being looked up, reused.
+    key: Vec<u8>,
+}
+
+impl HeadMemo {
+    /// Whether the verdict on `item` is kept: header names and values that are not too long.
+    pub(super) fn keeps(item: &Item<'_>) -> bool {
+        matches!(item.kind, TargetKind::Headers | TargetKind::HeaderNames)
+            && item.value.len() <= VALUE_LEN
+    }
+
+    /// Fills `matched` with the rules that match `item` under selectors `sel` and returns true
+    /// when this thread has judged the same value before. On false, the caller judges the value
+    /// and hands its verdict to [`HeadMemo::keep`] before the next lookup.
+    pub(super) fn lookup(&self, item: &Item<'_>, sel: &[u64], matched: &mut Vec<usize>) -> bool {
+        let mut table = self.tables.get_or_default().borrow_mut();
+        let Table { verdicts, key } = &mut *table;
+        key.clear();
+        key.push(item.kind as u8);
+        for w in sel {
+            key.extend_from_slice(&w.to_le_bytes());
+        }
+        key.extend_from_slice(item.value.as_bytes());
+        match verdicts.get(key.as_slice()) {
+            Some(rules) => {
+                matched.extend_from_slice(rules);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Keeps `matched` as the verdict on the value of the last lookup, which missed.
+    pub(super) fn keep(&self, matched: &[usize]) {
+        let mut table = self.tables.get_or_default().borrow_mut();
+        let Table { verdicts, key } = &mut *table;
+        if verdicts.len() >= ENTRIES {
+            verdicts.clear();
+        }
+        verdicts.insert(key.as_slice().into(), matched.into());
+    }
+
+    /// Verdicts this thread holds.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.tables.get().map_or(0, |t| t.borrow().verdicts.len())
+    }
+}
