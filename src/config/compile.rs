@@ -4,20 +4,16 @@
 //! `portcullis check` reports all of them in one run.
 
 use std::collections::HashSet;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use indexmap::IndexMap;
-
-use super::file::{GatewayFile, HealthCheckFile, RouteFile, UpstreamFile};
+use super::file::GatewayFile;
 use super::source::{Diagnostics, SourceDoc};
 use super::{AccessLogTarget, ListenerSpec, RuntimeConfig};
 use crate::ipset::IpSet;
-use crate::route::{normalize_path, HostPattern, Route, RouteTable};
 use crate::stage::Pipeline;
-use crate::upstream::{HealthSpec, UpstreamGroup, UpstreamSpec};
 
 /// Top-level keys of `gateway.yaml`, for the unknown-field message.
 const TOP_LEVEL: &[&str] = &[
@@ -75,15 +71,15 @@ pub fn compile(
 pub(super) struct Compiler<'a> {
     pub(super) doc: &'a SourceDoc,
     pub(super) diags: Diagnostics,
-    base_dir: PathBuf,
+    pub(super) base_dir: PathBuf,
     /// Files this config reads besides itself (rules, keys, ...), for watching.
     pub(super) sources: Vec<PathBuf>,
     /// Whether an `api_keys:` section is present (routes may then require keys).
-    has_api_keys: bool,
+    pub(super) has_api_keys: bool,
     /// Upstreams that are defined but broken: routes naming them get no second error.
-    broken_upstreams: HashSet<String>,
+    pub(super) broken_upstreams: HashSet<String>,
     /// Every upstream name in the file, for the unknown-upstream message.
-    upstream_names: Vec<String>,
+    pub(super) upstream_names: Vec<String>,
 }
 
 impl Compiler<'_> {
@@ -349,293 +345,5 @@ impl Compiler<'_> {
             }
         }
         ok.then_some(out)
-    }
-
-    fn upstreams(
-        &mut self,
-        parsed: super::source::Parsed<IndexMap<String, super::source::Parsed<UpstreamFile>>>,
-        previous: Option<&RuntimeConfig>,
-    ) -> IndexMap<String, Arc<UpstreamGroup>> {
-        let mut out = IndexMap::new();
-        let Some(items) = self.doc.take(parsed, "upstreams", &mut self.diags) else {
-            return out;
-        };
-        self.upstream_names = items.keys().cloned().collect();
-        for (name, item) in items {
-            let base = format!("upstreams.{name}");
-            let Some(spec) = self
-                .doc
-                .take(item, &base, &mut self.diags)
-                .and_then(|u| self.upstream_spec(&base, u))
-            else {
-                self.broken_upstreams.insert(name);
-                continue;
-            };
-            let reused = previous
-                .and_then(|p| p.upstreams.get(&name))
-                .filter(|g| g.spec == spec)
-                .cloned();
-            let group = reused.unwrap_or_else(|| Arc::new(UpstreamGroup::new(&name, spec)));
-            out.insert(name, group);
-        }
-        out
-    }
-
-    fn upstream_spec(&mut self, base: &str, u: UpstreamFile) -> Option<UpstreamSpec> {
-        let mut ok = true;
-        if u.backends.is_empty() {
-            self.err(
-                &format!("{base}.backends"),
-                "at least one backend is required",
-            );
-            ok = false;
-        }
-        let mut backends = Vec::new();
-        for (i, b) in u.backends.iter().enumerate() {
-            let path = format!("{base}.backends[{i}]");
-            match b.to_socket_addrs().map(|mut a| a.next()) {
-                Ok(Some(addr)) => backends.push(addr),
-                Ok(None) | Err(_) => {
-                    self.err(&path, format!("{b:?} is not a reachable host:port address"));
-                    ok = false;
-                }
-            }
-        }
-        for (field, d) in [
-            ("connect_timeout", u.connect_timeout),
-            ("read_timeout", u.read_timeout),
-            ("write_timeout", u.write_timeout),
-        ] {
-            if d.0.is_zero() {
-                self.err(&format!("{base}.{field}"), "must be greater than zero");
-                ok = false;
-            }
-        }
-        let health = match u.health_check {
-            Some(h) => Some(self.health(&format!("{base}.health_check"), h)?),
-            None => None,
-        };
-        let first_host = u
-            .backends
-            .first()
-            .and_then(|b| {
-                b.rsplit_once(':')
-                    .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
-            })
-            .unwrap_or_default();
-        let tls = match &u.tls {
-            Some(t) => {
-                let spec = self.upstream_tls(&format!("{base}.tls"), t, &first_host);
-                if let Some(s) = &spec {
-                    if s.verify && (s.sni.is_empty() || s.sni.parse::<std::net::IpAddr>().is_ok()) {
-                        self.err(
-                            &format!("{base}.tls.sni"),
-                            "verifying a backend certificate needs a DNS name: set tls.sni (the backends are addresses)",
-                        );
-                        ok = false;
-                    }
-                }
-                if spec.is_none() {
-                    ok = false;
-                }
-                spec
-            }
-            None => None,
-        };
-        ok.then_some(UpstreamSpec {
-            tls,
-            backends,
-            connect_timeout: u.connect_timeout.0,
-            read_timeout: u.read_timeout.0,
-            write_timeout: u.write_timeout.0,
-            health,
-        })
-    }
-
-    fn health(&mut self, base: &str, h: HealthCheckFile) -> Option<HealthSpec> {
-        let mut ok = true;
-        if !h.path.starts_with('/') {
-            self.err(&format!("{base}.path"), "must start with /");
-            ok = false;
-        }
-        if h.interval.0 < Duration::from_millis(10) {
-            self.err(&format!("{base}.interval"), "must be at least 10ms");
-            ok = false;
-        }
-        if h.timeout.0.is_zero() {
-            self.err(&format!("{base}.timeout"), "must be greater than zero");
-            ok = false;
-        }
-        if h.healthy_after == 0 {
-            self.err(&format!("{base}.healthy_after"), "must be at least 1");
-            ok = false;
-        }
-        if h.unhealthy_after == 0 {
-            self.err(&format!("{base}.unhealthy_after"), "must be at least 1");
-            ok = false;
-        }
-        ok.then_some(HealthSpec {
-            kind: h.kind,
-            path: h.path,
-            host: h.host,
-            interval: h.interval.0,
-            timeout: h.timeout.0,
-            healthy_after: h.healthy_after,
-            unhealthy_after: h.unhealthy_after,
-        })
-    }
-
-    fn build_waf(
-        &mut self,
-        g: super::waf::WafGlobal,
-        routes: &RouteTable,
-        parse_limits: crate::waf::ParseLimits,
-    ) -> Option<Arc<crate::waf::Waf>> {
-        let rules = g.rules?;
-        let mut levels: Vec<u8> = routes
-            .iter()
-            .filter(|r| r.waf.mode != crate::waf::Mode::Off)
-            .map(|r| r.waf.paranoia)
-            .collect();
-        levels.sort_unstable();
-        levels.dedup();
-        match crate::waf::Waf::build(rules, &levels) {
-            Ok(mut w) => {
-                w.limits = parse_limits;
-                Some(Arc::new(w))
-            }
-            Err(m) => {
-                self.err("waf.rules", m);
-                None
-            }
-        }
-    }
-
-    fn routes(
-        &mut self,
-        parsed: super::source::Parsed<Vec<super::source::Parsed<RouteFile>>>,
-        upstreams: &IndexMap<String, Arc<UpstreamGroup>>,
-        waf: Option<&super::waf::WafGlobal>,
-    ) -> Option<RouteTable> {
-        let items = self.doc.take(parsed, "routes", &mut self.diags)?;
-        if items.is_empty() {
-            self.err("routes", "at least one route is required");
-            return None;
-        }
-        let mut out = Vec::new();
-        let mut names = HashSet::new();
-        let mut ok = true;
-        for (i, item) in items.into_iter().enumerate() {
-            let base = format!("routes[{i}]");
-            let Some(r) = self.doc.take(item, &base, &mut self.diags) else {
-                ok = false;
-                continue;
-            };
-            match self.route(&base, r, upstreams, &mut names, waf) {
-                Some(route) => out.push(Arc::new(route)),
-                None => ok = false,
-            }
-        }
-        ok.then(|| RouteTable::new(out))
-    }
-
-    fn route(
-        &mut self,
-        base: &str,
-        r: RouteFile,
-        upstreams: &IndexMap<String, Arc<UpstreamGroup>>,
-        names: &mut HashSet<String>,
-        waf: Option<&super::waf::WafGlobal>,
-    ) -> Option<Route> {
-        let mut ok = true;
-        if r.name.is_empty()
-            || !r
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        {
-            self.err(
-                &format!("{base}.name"),
-                format!(
-                    "{:?} must be non-empty and use only letters, digits, '-', '_' and '.'",
-                    r.name
-                ),
-            );
-            ok = false;
-        } else if !names.insert(r.name.clone()) {
-            self.err(
-                &format!("{base}.name"),
-                format!("duplicate route name {:?}", r.name),
-            );
-            ok = false;
-        }
-        let mut hosts = Vec::new();
-        for (i, h) in r.hosts.iter().enumerate() {
-            match HostPattern::parse(h) {
-                Ok(p) => hosts.push(p),
-                Err(m) => {
-                    self.err(&format!("{base}.hosts[{i}]"), m);
-                    ok = false;
-                }
-            }
-        }
-        let prefix = match normalize_path(&r.path_prefix) {
-            Some(p) if p != "*" => {
-                let trimmed = p.trim_end_matches('/');
-                if trimmed.is_empty() {
-                    "/".to_string()
-                } else {
-                    trimmed.to_string()
-                }
-            }
-            _ => {
-                self.err(
-                    &format!("{base}.path_prefix"),
-                    format!("{:?} must start with /", r.path_prefix),
-                );
-                ok = false;
-                String::new()
-            }
-        };
-        let upstream = match upstreams.get(&r.upstream) {
-            Some(u) => Some(u.clone()),
-            None if self.broken_upstreams.contains(&r.upstream) => None,
-            None => {
-                let known: Vec<&str> = self.upstream_names.iter().map(String::as_str).collect();
-                self.err(
-                    &format!("{base}.upstream"),
-                    format!(
-                        "unknown upstream {:?}; defined: {}",
-                        r.upstream,
-                        if known.is_empty() {
-                            "none".into()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                );
-                None
-            }
-        };
-        let policy = self.route_policy(base, &r.name, r.waf.as_ref(), waf);
-        if r.auth == super::file::AuthFile::ApiKey && !self.has_api_keys {
-            self.err(
-                &format!("{base}.auth"),
-                "api_key needs an api_keys: section naming the keys file",
-            );
-            ok = false;
-        }
-        if !ok {
-            return None;
-        }
-        Some(Route {
-            name: r.name.as_str().into(),
-            hosts,
-            prefix,
-            upstream: upstream?,
-            waf: Arc::new(policy?),
-            auth: r.auth == super::file::AuthFile::ApiKey,
-            require_client_cert: r.require_client_cert,
-        })
     }
 }

@@ -6,9 +6,11 @@ pub mod auth;
 pub mod compile;
 pub mod file;
 pub mod ratelimit;
+mod routes;
 pub mod source;
 pub mod tls;
 pub mod units;
+mod upstream;
 pub mod waf;
 
 use std::net::SocketAddr;

@@ -1,10 +1,12 @@
 //! Compiling the `waf:` section and per-route WAF overrides into rule sets and policies.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use super::compile::Compiler;
 use super::file::{ExclusionFile, OnBodyLimitFile, RouteWafFile, WafFile, WafModeFile};
 use super::source::Parsed;
+use crate::route::RouteTable;
 use crate::waf::ruleset::{self, RuleSet, RuleSource};
 use crate::waf::target::TargetSpec;
 use crate::waf::{Exclusion, Mode, OnBodyLimit, WafPolicy};
@@ -24,6 +26,32 @@ pub struct WafGlobal {
 }
 
 impl Compiler<'_> {
+    pub(super) fn build_waf(
+        &mut self,
+        g: super::waf::WafGlobal,
+        routes: &RouteTable,
+        parse_limits: crate::waf::ParseLimits,
+    ) -> Option<Arc<crate::waf::Waf>> {
+        let rules = g.rules?;
+        let mut levels: Vec<u8> = routes
+            .iter()
+            .filter(|r| r.waf.mode != crate::waf::Mode::Off)
+            .map(|r| r.waf.paranoia)
+            .collect();
+        levels.sort_unstable();
+        levels.dedup();
+        match crate::waf::Waf::build(rules, &levels) {
+            Ok(mut w) => {
+                w.limits = parse_limits;
+                Some(Arc::new(w))
+            }
+            Err(m) => {
+                self.err("waf.rules", m);
+                None
+            }
+        }
+    }
+
     /// Compiles `waf:`; `Ok(None)` when there is no such section.
     pub(super) fn waf_global(
         &mut self,

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use super::operator::Operator;
-use super::ruleset::{compile_operator, parse_targets, parse_transforms, REGEX_SIZE_LIMIT};
+use super::operator::{compile_operator, Operator, REGEX_SIZE_LIMIT};
+use super::ruleset::{parse_targets, parse_transforms};
 use super::schema::ConditionEntry;
 use super::target::{Item, TargetSpec};
 use super::transform::Transform;

@@ -17,7 +17,8 @@ use regex::bytes::{Regex, RegexSet, RegexSetBuilder};
 
 use super::memo::HeadMemo;
 use super::operator::Operator;
-use super::ruleset::{Action, Rule, RuleSet, REGEX_SIZE_LIMIT};
+use super::operator::REGEX_SIZE_LIMIT;
+use super::ruleset::{Action, Rule, RuleSet};
 use super::target::{Item, TargetKind, TargetSpec, KINDS};
 use super::texts::{Texts, UNSET};
 use super::transform::Transform;

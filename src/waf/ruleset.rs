@@ -2,20 +2,14 @@
 //! `file:line:col` and field path, all at once.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::operator::Operator;
-use super::schema::{OperatorFile, OperatorSpec, RuleEntry, RuleFile, SeverityFile, TestRequest};
+use super::operator::{compile_operator, Operator};
+use super::schema::{RuleEntry, RuleFile, SeverityFile, TestRequest};
 use super::target::TargetSpec;
 use super::transform::Transform;
 use crate::config::source::{Diagnostics, SourceDoc};
-use crate::ipset::IpSet;
-
-/// Longest regex accepted, in bytes.
-pub const MAX_PATTERN_LEN: usize = 8 * 1024;
-/// Largest compiled program of one regex.
-pub const REGEX_SIZE_LIMIT: usize = 2 * 1024 * 1024;
 
 /// What a matching rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,119 +335,6 @@ pub(super) fn parse_transforms(
         }
     }
     out
-}
-
-pub(super) fn compile_operator(
-    doc: &SourceDoc,
-    op: &OperatorFile,
-    err: &mut impl FnMut(&str, String),
-    files: &mut Vec<PathBuf>,
-) -> Option<Operator> {
-    let op = match op.spec() {
-        Ok(op) => op,
-        Err(m) => {
-            err("operator", m);
-            return None;
-        }
-    };
-    Some(match &op {
-        OperatorSpec::Regex(p) => {
-            if p.len() > MAX_PATTERN_LEN {
-                err(
-                    "operator.regex",
-                    format!(
-                        "pattern is {} bytes; the limit is {MAX_PATTERN_LEN}",
-                        p.len()
-                    ),
-                );
-                return None;
-            }
-            if let Err(e) = regex::bytes::RegexBuilder::new(p)
-                .unicode(false)
-                .size_limit(REGEX_SIZE_LIMIT)
-                .build()
-            {
-                let msg = e.to_string();
-                let last = msg
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("invalid");
-                err("operator.regex", format!("invalid regex: {}", last.trim()));
-                return None;
-            }
-            Operator::Regex(p.clone())
-        }
-        OperatorSpec::Phrases(list) => {
-            if list.is_empty() || list.iter().any(String::is_empty) {
-                err(
-                    "operator.phrases",
-                    "phrases must be a non-empty list of non-empty strings".into(),
-                );
-                return None;
-            }
-            Operator::Phrases(list.clone())
-        }
-        OperatorSpec::PhrasesFile(f) => {
-            let path = relative_to(&doc.file, f);
-            match std::fs::read_to_string(&path) {
-                Ok(text) => {
-                    files.push(path.clone());
-                    let list: Vec<String> = text
-                        .lines()
-                        .map(str::trim)
-                        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                        .map(str::to_string)
-                        .collect();
-                    if list.is_empty() {
-                        err(
-                            "operator.phrases_file",
-                            format!("{} has no phrases", path.display()),
-                        );
-                        return None;
-                    }
-                    Operator::Phrases(list)
-                }
-                Err(e) => {
-                    err(
-                        "operator.phrases_file",
-                        format!("cannot read {}: {e}", path.display()),
-                    );
-                    return None;
-                }
-            }
-        }
-        OperatorSpec::Sqli(true) => Operator::Sqli,
-        OperatorSpec::Xss(true) => Operator::Xss,
-        OperatorSpec::InvalidUrlEncoding(true) => Operator::InvalidUrlEncoding,
-        OperatorSpec::Sqli(false)
-        | OperatorSpec::Xss(false)
-        | OperatorSpec::InvalidUrlEncoding(false) => {
-            err("operator", "this operator only takes `true`".into());
-            return None;
-        }
-        OperatorSpec::Equals(s) => Operator::Equals(s.clone()),
-        OperatorSpec::Contains(s) => Operator::Contains(s.clone()),
-        OperatorSpec::LengthGt(n) => Operator::LengthGt(*n),
-        OperatorSpec::Cidr(list) => match IpSet::parse(list.iter().map(String::as_str)) {
-            Ok(s) => Operator::Cidr(s),
-            Err(errors) => {
-                for (i, m) in errors {
-                    err(&format!("operator.cidr[{i}]"), m);
-                }
-                return None;
-            }
-        },
-    })
-}
-
-fn relative_to(file: &Path, p: &str) -> PathBuf {
-    let path = Path::new(p);
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        file.parent().unwrap_or(Path::new(".")).join(path)
-    }
 }
 
 #[cfg(test)]
