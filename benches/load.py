@@ -8,7 +8,7 @@ peer's processes per request (from /proc), peak RSS, and each row's ratio to pla
   benches/load.py [--install] [--duration 10] [--connections 50] [--rounds 2]
                   [--workloads get,json,mix,https,https-new]
                   [--peers nginx,haproxy,modsec,pingora,bare,limit,limit-redis,full] [--idle 10000]
-                  [--bin target/release/portcullis] [--out benches/results/load.json]
+                  [--rate 1000] [--bin target/release/portcullis] [--out benches/results/load.json]
 
 Peers: `pingora` is the smallest Pingora proxy, written as Pingora's examples write one
 (benches/pingora_baseline.rs, built here with cargo when missing; plain HTTP only, two threads
@@ -16,6 +16,12 @@ like the Portcullis peers): the floor of what any gateway on Pingora costs. `bar
 rate-limit policy that never refuses (in-process limiter); `limit-redis` the same policy shared
 through a redis-server started for the run; `full` the whole default policy (WAF paranoia 1 with
 the shipped rules, the rate-limit policy, API-key check, JSON access log to a file).
+
+--rate R compares latency at the same load instead of at saturation: every connection waits
+1000 * connections / R ms after each response before its next request (wrk's `delay()`), so each
+peer is offered about R requests/s whatever its capacity. A peer that cannot keep up shows fewer
+requests/s than offered and is marked saturated. Without --rate, wrk sends as fast as each peer
+answers, and latency mostly measures how busy the two cores are.
 
 --idle N opens N idle keep-alive connections to every peer after the load runs and reports the
 RSS each peer grew by (per connection and in all).
@@ -340,20 +346,28 @@ def parse_wrk(out):
         if not m:
             return None
         v = float(m.group(1))
-        return {"us": v / 1000, "ms": v, "s": v * 1000}[m.group(2)]
+        # wrk prints 0 when no request finished within its timeout: there is no latency to show.
+        return {"us": v / 1000, "ms": v, "s": v * 1000}[m.group(2)] if v > 0 else None
 
     res["p50_ms"], res["p99_ms"] = ms("50"), ms("99")
     return res
 
 
+def pace_ms(conns, rate):
+    """Milliseconds each of `conns` connections waits between requests to offer `rate` per second."""
+    return max(1, round(1000 * conns / rate))
+
+
 def run_wrk(peer, workload, args):
     script = os.path.join(WORK, f"{workload}.lua")
-    with open(script, "w") as f:
-        f.write(WRK_SCRIPTS[workload].replace("KEY", BENCH_KEY))
     tls = workload.startswith("https")
     port = peer.tls_port if tls else peer.port
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-    conns = args.connections if workload != "https-new" else min(args.connections, 16)
+    conns = conns_of(workload, args)
+    with open(script, "w") as f:
+        f.write(WRK_SCRIPTS[workload].replace("KEY", BENCH_KEY))
+        if args.rate:
+            f.write(f"function delay() return {pace_ms(conns, args.rate)} end\n")
     subprocess.run(["wrk", "-t", "1", "-c", str(conns), "-d", "1s", "-s", script, url],
                    capture_output=True, text=True)  # warm-up
     cpu0 = peer.cpu_seconds()
@@ -376,6 +390,7 @@ def main():
     ap.add_argument("--workloads", default="get,json,mix,https,https-new")
     ap.add_argument("--peers", default="nginx,haproxy,modsec,pingora,bare,limit,limit-redis,full")
     ap.add_argument("--idle", type=int, default=0)
+    ap.add_argument("--rate", type=int, default=0, help="offered requests/s per peer (default: as fast as it answers)")
     ap.add_argument("--bin", default=os.path.join(REPO, "target/release/portcullis"))
     ap.add_argument("--out", default=os.path.join(REPO, "benches/results/load.json"))
     args = ap.parse_args()
@@ -506,6 +521,16 @@ def idle_rss(proc, n):
             "kb_per_connection": (after - before) / held if held else None}
 
 
+def conns_of(workload, args):
+    return args.connections if workload != "https-new" else min(args.connections, 16)
+
+
+def offered(workload, args):
+    """Requests/s the paced connections of `workload` would send to a peer that answered at once."""
+    c = conns_of(workload, args)
+    return c * 1000 / pace_ms(c, args.rate)
+
+
 def median(xs):
     xs = sorted(x for x in xs if x is not None)
     return xs[len(xs) // 2] if xs else None
@@ -513,8 +538,10 @@ def median(xs):
 
 def report(results, args, idle):
     summary = {}
+    paced = (f"paced at about {args.rate} req/s offered (each connection waits "
+             f"{pace_ms(args.connections, args.rate)} ms between requests); " if args.rate else "")
     lines = [f"load: wrk -t2 -c{args.connections} -d{args.duration}s, {args.rounds} round(s), interleaved; "
-             f"medians; ratios to nginx", ""]
+             f"{paced}medians; ratios to nginx", ""]
     for w, peers in results.items():
         lines.append(f"## {w}")
         lines.append(f"| peer | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MB | CPU ×nginx | p99 ×nginx | non-2xx |")
@@ -528,7 +555,11 @@ def report(results, args, idle):
             row["cpu_x_nginx"], row["p99_x_nginx"] = cpu_x, p99_x
             summary.setdefault(w, {})[p] = row
             f = lambda v, fmt: "-" if v is None else format(v, fmt)
-            lines.append(f"| {p} | {f(row['rps'], '.0f')} | {f(row['p50_ms'], '.2f')} | {f(row['p99_ms'], '.2f')} | "
+            # Each connection waits its pace after every answer, so even an idle peer answers a
+            # little below the offered rate; well below it, the peer is the bottleneck.
+            saturated = bool(args.rate) and row["rps"] < 0.8 * offered(w, args)
+            row["saturated"] = saturated
+            lines.append(f"| {p}{' (saturated)' if saturated else ''} | {f(row['rps'], '.0f')} | {f(row['p50_ms'], '.2f')} | {f(row['p99_ms'], '.2f')} | "
                          f"{f(row['cpu_us_per_req'], '.1f')} | {f(row['peak_rss_mb'], '.0f')} | {f(cpu_x, '.2f')} | "
                          f"{f(p99_x, '.2f')} | {f(row['non2xx'], 'd')} |")
         lines.append("")
