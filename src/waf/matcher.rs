@@ -16,8 +16,7 @@ use foldhash::fast::RandomState;
 use regex::bytes::{Regex, RegexSet, RegexSetBuilder};
 
 use super::memo::HeadMemo;
-use super::operator::Operator;
-use super::operator::REGEX_SIZE_LIMIT;
+use super::operator::{Operator, REGEX_SIZE_LIMIT};
 use super::ruleset::{Action, Rule, RuleSet};
 use super::target::{Item, TargetKind, TargetSpec, KINDS};
 use super::texts::{Texts, UNSET};
@@ -319,7 +318,7 @@ impl KindPlan {
         tx.walk(&m.trie, &self.nodes, raw);
         for (chain, sel) in &self.chains {
             if intersects(sel, &tx.item_sel) {
-                let t = tx.node(&m.trie, *chain);
+                let t = tx.chain_end(&m.trie, *chain);
                 tx.chain_text[*chain] = t;
                 if !tx.active.contains(&t) {
                     tx.active.push(t);

@@ -83,7 +83,7 @@ impl Texts {
     }
 
     /// The text id chain `chain` ends on; its nodes have been walked.
-    pub(super) fn node(&self, trie: &ChainTrie, chain: usize) -> u32 {
+    pub(super) fn chain_end(&self, trie: &ChainTrie, chain: usize) -> u32 {
         trie.chain_end[chain].map_or(RAW, |n| self.node_text[n])
     }
 
