@@ -67,7 +67,7 @@ pub struct Matcher {
     /// Per target kind (by discriminant).
     by_kind: Vec<Option<KindPlan>>,
     trie: ChainTrie,
-    /// Verdicts on header values from earlier requests.
+    /// Verdicts on header values and query and cookie names from earlier requests.
     head_memo: HeadMemo,
 }
 
@@ -226,8 +226,8 @@ impl Matcher {
         // Rules that matched each body (kind, selectors, value) seen so far: a value met again
         // (the keys of every object in a JSON array, a repeated small value) is looked at once.
         // Head items rarely repeat within a request, and long values neither: they skip the
-        // table. Header values repeat from request to request instead, and go to the matcher's
-        // per-thread table ([`HeadMemo`]). The hasher is randomly seeded, so crafted values
+        // table. Header values and query and cookie names repeat from request to request
+        // instead, and go to the matcher's per-thread table ([`HeadMemo`]). The hasher is randomly seeded, so crafted values
         // cannot make the table slow.
         let mut seen: Seen<'_> = HashMap::default();
         let mut matched = Vec::new();

@@ -1,7 +1,8 @@
-//! Verdicts on header values, kept from request to request. A client sends the same
-//! `User-Agent`, `Accept` and `Accept-Language` on every request, and most clients of a site
-//! send one of a few dozen such values, so each is judged once per thread instead of once per
-//! request. Header values are half of the WAF's work on a typical browser GET.
+//! Verdicts on header values and on query and cookie names, kept from request to request. A
+//! client sends the same `User-Agent`, `Accept` and `Accept-Language` on every request, most
+//! clients of a site send one of a few dozen such values, and every request to a page uses the
+//! same argument and cookie names, so each is judged once per thread instead of once per
+//! request. Header values alone are half of the WAF's work on a typical browser GET.
 //!
 //! The table belongs to one [`super::Matcher`]: a reload compiles new matchers, whose tables
 //! start empty, so a verdict never outlives the rules that gave it. It is per thread, so no
@@ -17,7 +18,7 @@ use thread_local::ThreadLocal;
 
 use super::target::{Item, TargetKind};
 
-/// Longest header value whose verdict is kept (browser `User-Agent`s are 100–250 bytes).
+/// Longest value whose verdict is kept (browser `User-Agent`s are 100–250 bytes).
 pub(super) const VALUE_LEN: usize = 512;
 /// Entries per thread before the table is emptied.
 pub(super) const ENTRIES: usize = 1024;
@@ -38,10 +39,19 @@ struct Table {
 }
 
 impl HeadMemo {
-    /// Whether the verdict on `item` is kept: header names and values that are not too long.
+    /// Whether the verdict on `item` is kept: header names and values, query argument names and
+    /// cookie names, when not too long. These are what repeats from request to request: the
+    /// client's headers, and the names the application's links, forms and cookies use. Values
+    /// in the query and cookies vary from request to request, and body names can come by the
+    /// thousand in one request, which would only churn the table.
     pub(super) fn keeps(item: &Item<'_>) -> bool {
-        matches!(item.kind, TargetKind::Headers | TargetKind::HeaderNames)
-            && item.value.len() <= VALUE_LEN
+        matches!(
+            item.kind,
+            TargetKind::Headers
+                | TargetKind::HeaderNames
+                | TargetKind::ArgsNames
+                | TargetKind::CookieNames
+        ) && item.value.len() <= VALUE_LEN
     }
 
     /// Fills `matched` with the rules that match `item` under selectors `sel` and returns true

@@ -345,7 +345,7 @@ fn a_value_met_again_is_judged_once_but_recorded_and_excluded_per_target() {
 }
 
 #[test]
-fn header_verdicts_are_kept_between_requests_but_recorded_and_excluded_per_request() {
+fn verdicts_on_headers_and_names_are_kept_between_requests_but_applied_per_request() {
     let w = waf(RULES, &[1]);
     let kept = || w.matcher(1).unwrap().head_memo_len();
     let s = sample(
@@ -384,6 +384,19 @@ fn header_verdicts_are_kept_between_requests_but_recorded_and_excluded_per_reque
     }
     assert!(kept() <= memo::ENTRIES, "{}", kept());
     assert!(w.inspect_sample(&s, &policy).matched("scanner"));
+    // Query argument names are kept, their values are not (they vary from request to request).
+    let before = kept();
+    let q = sample("GET", "/?page=2&sort=price", &[], None);
+    w.inspect_sample(&q, &policy);
+    assert_eq!(kept(), before + 2, "the names page and sort");
+    w.inspect_sample(&sample("GET", "/?page=3&sort=name", &[], None), &policy);
+    assert_eq!(kept(), before + 2, "new values, the same names");
+    // An attack in a name is caught the first time and every time after.
+    let named = sample("GET", "/?1'+or+'1'%3d'1=x", &[], None);
+    for _ in 0..2 {
+        let insp = w.inspect_sample(&named, &policy);
+        assert!(insp.matched("sqli"), "{insp:?}");
+    }
 }
 
 #[test]
