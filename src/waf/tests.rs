@@ -3,7 +3,7 @@
 use super::*;
 use crate::config::source::Diagnostics;
 
-fn waf(rules_yaml: &str, levels: &[u8]) -> Waf {
+pub(super) fn waf(rules_yaml: &str, levels: &[u8]) -> Waf {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("rules.yaml");
     std::fs::write(&f, rules_yaml).unwrap();
@@ -13,7 +13,7 @@ fn waf(rules_yaml: &str, levels: &[u8]) -> Waf {
     Waf::build(rs, levels).unwrap()
 }
 
-const RULES: &str = r#"
+pub(super) const RULES: &str = r#"
 rules:
   - id: sqli
     description: libinjection SQLi
@@ -60,7 +60,7 @@ rules:
     action: log
 "#;
 
-fn sample(
+pub(super) fn sample(
     method: &str,
     target: &str,
     headers: &[(&str, &str)],
@@ -342,61 +342,6 @@ fn a_value_met_again_is_judged_once_but_recorded_and_excluded_per_target() {
     let s = sample("POST", "/", &[], Some(("application/json", keys)));
     let insp = w.inspect_sample(&s, &WafPolicy::default());
     assert!(insp.matched("logged"), "{insp:?}");
-}
-
-#[test]
-fn verdicts_on_headers_and_names_are_kept_between_requests_but_applied_per_request() {
-    let w = waf(RULES, &[1]);
-    let kept = || w.matcher(1).unwrap().head_memo_len();
-    let s = sample(
-        "GET",
-        "/",
-        &[("User-Agent", "sqlmap/1.7"), ("Accept", "text/html")],
-        None,
-    );
-    let policy = WafPolicy::default();
-    let first = w.inspect_sample(&s, &policy);
-    assert!(first.matched("scanner"), "{first:?}");
-    let after_first = kept();
-    assert_eq!(
-        after_first, 1,
-        "the User-Agent is kept; no rule looks at Accept"
-    );
-    // The same request again is judged from the table, with the same verdict and targets.
-    let again = w.inspect_sample(&s, &policy);
-    assert_eq!(kept(), after_first);
-    assert_eq!(format!("{:?}", again.hits), format!("{:?}", first.hits));
-    // An exclusion of the header still applies to a kept verdict.
-    let excluding = WafPolicy {
-        exclusions: vec![Exclusion {
-            ids: vec!["scanner".into()],
-            tags: vec![],
-            targets: target::TargetSpec::parse("headers:user-agent").unwrap(),
-        }],
-        ..WafPolicy::default()
-    };
-    assert!(!w.inspect_sample(&s, &excluding).matched("scanner"));
-    // The table is bounded: values that never repeat empty it instead of growing it.
-    for i in 0..memo::ENTRIES + 10 {
-        let ua = format!("client-{i}");
-        let s = sample("GET", "/", &[("User-Agent", &ua)], None);
-        assert!(!w.inspect_sample(&s, &policy).matched("scanner"));
-    }
-    assert!(kept() <= memo::ENTRIES, "{}", kept());
-    assert!(w.inspect_sample(&s, &policy).matched("scanner"));
-    // Query argument names are kept, their values are not (they vary from request to request).
-    let before = kept();
-    let q = sample("GET", "/?page=2&sort=price", &[], None);
-    w.inspect_sample(&q, &policy);
-    assert_eq!(kept(), before + 2, "the names page and sort");
-    w.inspect_sample(&sample("GET", "/?page=3&sort=name", &[], None), &policy);
-    assert_eq!(kept(), before + 2, "new values, the same names");
-    // An attack in a name is caught the first time and every time after.
-    let named = sample("GET", "/?1'+or+'1'%3d'1=x", &[], None);
-    for _ in 0..2 {
-        let insp = w.inspect_sample(&named, &policy);
-        assert!(insp.matched("sqli"), "{insp:?}");
-    }
 }
 
 #[test]
