@@ -8,6 +8,7 @@ use std::time::SystemTime;
 use serde::Deserialize;
 
 use super::{secret, KeyEntry, KeyScope, KeyStore};
+use crate::config::file::ScopeFile;
 use crate::config::source::{Diagnostics, Parsed, SourceDoc};
 use crate::route::normalize_path;
 
@@ -40,21 +41,6 @@ pub struct KeyFile {
     /// Refuse the key.
     #[serde(default)]
     pub disabled: bool,
-}
-
-/// One scope as written.
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct ScopeFile {
-    /// Route names.
-    #[serde(default)]
-    pub routes: Vec<String>,
-    /// Path prefixes.
-    #[serde(default)]
-    pub path_prefixes: Vec<String>,
-    /// Methods.
-    #[serde(default)]
-    pub methods: Vec<String>,
 }
 
 /// Loads and validates `path`; `known_route` tells whether a route name exists.

@@ -87,6 +87,24 @@ impl Compiler<'_> {
         self.diags.push(self.doc.diag(path, message));
     }
 
+    /// Checks the `name` of a route or policy at `base`: names appear in metric labels and logs,
+    /// so they are non-empty and use letters, digits, `-`, `_` and `.` only.
+    pub(super) fn check_name(&mut self, base: &str, name: &str) -> bool {
+        let ok = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !ok {
+            self.err(
+                &format!("{base}.name"),
+                format!(
+                    "{name:?} must be non-empty and use only letters, digits, '-', '_' and '.'"
+                ),
+            );
+        }
+        ok
+    }
+
     fn compile(
         &mut self,
         f: GatewayFile,

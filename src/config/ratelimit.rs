@@ -132,20 +132,7 @@ impl Compiler<'_> {
         routes: Option<&RouteTable>,
     ) -> Option<PolicySpec> {
         let before = self.diags.len();
-        if p.name.is_empty()
-            || !p
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        {
-            self.err(
-                &format!("{base}.name"),
-                format!(
-                    "{:?} must be non-empty and use only letters, digits, '-', '_' and '.'",
-                    p.name
-                ),
-            );
-        }
+        self.check_name(base, &p.name);
         let quota = self.quota(base, p.rate, p.per.0, p.burst);
         let mut tiers = indexmap::IndexMap::new();
         for (name, t) in &p.tiers {

@@ -48,19 +48,7 @@ impl Compiler<'_> {
         waf: Option<&super::waf::WafGlobal>,
     ) -> Option<Route> {
         let mut ok = true;
-        if r.name.is_empty()
-            || !r
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-        {
-            self.err(
-                &format!("{base}.name"),
-                format!(
-                    "{:?} must be non-empty and use only letters, digits, '-', '_' and '.'",
-                    r.name
-                ),
-            );
+        if !self.check_name(base, &r.name) {
             ok = false;
         } else if !names.insert(r.name.clone()) {
             self.err(

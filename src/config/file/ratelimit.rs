@@ -82,7 +82,7 @@ pub struct PolicyFile {
     pub tiers: IndexMap<String, TierFile>,
 }
 
-/// `scope:` of a policy.
+/// A scope: which requests a rate-limit policy or an API key applies to. Empty lists mean all.
 #[derive(Debug, Deserialize, Clone, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ScopeFile {
