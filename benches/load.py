@@ -16,6 +16,8 @@ like the Portcullis peers): the floor of what any gateway on Pingora costs. `bar
 rate-limit policy that never refuses (in-process limiter); `limit-redis` the same policy shared
 through a redis-server started for the run; `full` the whole default policy (WAF paranoia 1 with
 the shipped rules, the rate-limit policy, API-key check, JSON access log to a file).
+Any of pingora, bare, limit, limit-redis and full with `-nosteal` appended (`bare-nosteal`) runs
+the same peer with work stealing off (`server.work_stealing: false`: one runtime per thread).
 
 --rate R compares latency at the same load instead of at saturation: every connection waits
 1000 * connections / R ms after each response before its next request (wrk's `delay()`), so each
@@ -201,7 +203,7 @@ http {{
     return path
 
 
-def portcullis_conf(name, port, tls_port, admin_port, origin_port, full, redis_url=None):
+def portcullis_conf(name, port, tls_port, admin_port, origin_port, full, redis_url=None, steal=True):
     d = os.path.join(WORK, name)
     os.makedirs(d, exist_ok=True)
     extra = ""
@@ -229,7 +231,7 @@ rate_limits:{redis}
 """
     else:
         extra = "access_log: { path: off }\n"
-    conf = f"""server: {{ threads: 2 }}
+    conf = f"""server: {{ threads: 2, work_stealing: {'true' if steal else 'false'} }}
 listeners:
   - {{ name: main, address: "127.0.0.1:{port}" }}
   - name: tls
@@ -433,16 +435,19 @@ def main():
                         continue
                     procs[name] = Proc(name, ["haproxy", "-db", "-f", haproxy_conf(port, tls_port, origin_port)], port,
                                        tls_port)
-                elif name == "pingora":
+                elif name in ("pingora", "pingora-nosteal"):
                     baseline = os.path.join(os.path.dirname(BIN), "examples", "pingora-baseline")
                     if not os.path.exists(baseline):
                         subprocess.run(["cargo", "build", "--release", "--example", "pingora-baseline"], cwd=REPO,
                                        check=True)
-                    procs[name] = Proc(name, [baseline, f"127.0.0.1:{port}", f"127.0.0.1:{origin_port}", "2"], port,
+                    procs[name] = Proc(name, [baseline, f"127.0.0.1:{port}", f"127.0.0.1:{origin_port}", "2",
+                                                   "nosteal" if name.endswith("-nosteal") else "steal"], port,
                                        env=dict(os.environ, RUST_LOG="warn"))
-                elif name in ("bare", "limit", "limit-redis", "full"):
+                elif name.removesuffix("-nosteal") in ("bare", "limit", "limit-redis", "full"):
+                    steal = not name.endswith("-nosteal")
+                    name_base = name.removesuffix("-nosteal")
                     redis_url = None
-                    if name == "limit-redis":
+                    if name_base == "limit-redis":
                         if not shutil.which("redis-server"):
                             print("skipping limit-redis: redis-server not installed", file=sys.stderr)
                             continue
@@ -450,8 +455,8 @@ def main():
                         procs["redis"] = Proc("redis", ["redis-server", "--port", str(rport), "--save", "",
                                                         "--appendonly", "no"], rport)
                         redis_url = f"redis://127.0.0.1:{rport}"
-                    conf, d = portcullis_conf(name, port, tls_port, free_port(), origin_port, full=(name == "full"),
-                                              redis_url=redis_url)
+                    conf, d = portcullis_conf(name, port, tls_port, free_port(), origin_port, full=(name_base == "full"),
+                                              redis_url=redis_url, steal=steal)
                     env = dict(os.environ, RUST_LOG="warn")
                     procs[name] = Proc(f"portcullis-{name}", [BIN, "run", "--config", conf], port, tls_port, cwd=d,
                                        env=env)

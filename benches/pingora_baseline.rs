@@ -3,10 +3,12 @@
 //! server settings). It measures what Pingora itself costs on this machine, so the load table can
 //! separate Pingora's request path from what Portcullis adds on top of it.
 //!
-//! Usage: `cargo run --release --example pingora-baseline -- LISTEN UPSTREAM [THREADS]`
+//! Usage: `cargo run --release --example pingora-baseline -- LISTEN UPSTREAM [THREADS [steal|nosteal]]`
+//! (`nosteal` turns off work stealing: one single-threaded runtime per thread.)
 
 use async_trait::async_trait;
 use pingora::prelude::*;
+use pingora::server::configuration::ServerConf;
 
 struct Baseline {
     upstream: String,
@@ -30,17 +32,15 @@ impl ProxyHttp for Baseline {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (Some(listen), Some(upstream)) = (args.first(), args.get(1)) else {
-        eprintln!("usage: pingora-baseline LISTEN UPSTREAM [THREADS]");
+        eprintln!("usage: pingora-baseline LISTEN UPSTREAM [THREADS [steal|nosteal]]");
         std::process::exit(2);
     };
     let threads = args.get(2).and_then(|t| t.parse().ok());
-    let mut server = match Server::new(None) {
-        Ok(server) => server,
-        Err(e) => {
-            eprintln!("pingora-baseline: {e}");
-            std::process::exit(1);
-        }
+    let conf = ServerConf {
+        work_stealing: args.get(3).map(String::as_str) != Some("nosteal"),
+        ..ServerConf::default()
     };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let mut service = http_proxy_service(
         &server.configuration,
