@@ -1,5 +1,6 @@
-//! Failures around the gateway: a backend that resets its connections, and an access log that
-//! cannot be written. The gateway answers what it can, counts the failure and keeps serving.
+//! Failures around the gateway: a backend that resets its connections, an access log that cannot
+//! be written, a client that hangs up. The gateway answers what it can, counts the failure and
+//! keeps serving.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -174,4 +175,67 @@ async fn an_unwritable_access_log_is_counted_and_requests_are_served() {
         .await;
     }
     assert_eq!(be.count(), 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_is_a_499_in_the_access_log_and_no_error_line() {
+    let slow = Backend::start("slow");
+    slow.set_delay(Duration::from_millis(600));
+    let dead = dead_addr();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gateway.yaml");
+    let log_path = dir.path().join("access.log");
+    write_atomically(
+        &cfg,
+        &format!(
+            "server: {{ threads: 2 }}\nlisteners:\n  - {{ name: main, address: 127.0.0.1:0 }}\nadmin: {{ address: 127.0.0.1:0 }}\naccess_log: {{ path: \"{}\" }}\nreload: {{ watch: false }}\nupstreams:\n  slow: {{ backends: [\"{}\"] }}\n  dead: {{ backends: [\"{dead}\"] }}\nroutes:\n  - {{ name: slow, upstream: slow, path_prefix: /slow }}\n  - {{ name: dead, upstream: dead, path_prefix: /dead }}\n",
+            log_path.display(),
+            slow.addr
+        ),
+    );
+    let p = Process::spawn(
+        &["run", "--config", cfg.to_str().unwrap()],
+        &["main", "admin"],
+    );
+
+    // The client asks, then hangs up while the backend is still working on the answer.
+    let mut s = tokio::net::TcpStream::connect(p.addr("main"))
+        .await
+        .unwrap();
+    s.write_all(b"GET /slow/report HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    drop(s);
+    // A backend that refuses connections: a failure that does need someone's attention.
+    let resp = client()
+        .get(format!("http://{}/dead/x", p.addr("main")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+
+    eventually(
+        Duration::from_secs(10),
+        "the dropped request is logged as 499",
+        || async {
+            std::fs::read_to_string(&log_path)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .any(|v| v["path"] == "/slow/report" && v["status"] == 499)
+        },
+    )
+    .await;
+    let stderr = p.stderr();
+    assert!(
+        !stderr.lines().any(|l| l.contains("/slow/report")),
+        "a client hanging up is not an error line:\n{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.contains("ERROR") && l.contains("/dead/x")),
+        "the refused backend connection still is:\n{stderr}"
+    );
 }

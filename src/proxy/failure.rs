@@ -26,6 +26,19 @@ pub fn upstream_kind(e: &Error) -> &'static str {
     }
 }
 
+/// True when `e` says the client closed or reset its connection (or stopped reading) before the
+/// answer was complete: nothing can be answered, and the request is logged with status 499.
+pub fn client_went_away(e: &Error) -> bool {
+    e.esource() == &ErrorSource::Downstream
+        && matches!(
+            e.etype(),
+            ErrorType::ReadError
+                | ErrorType::WriteError
+                | ErrorType::ConnectionClosed
+                | ErrorType::WriteTimedout
+        )
+}
+
 /// What to answer for a request that failed with `e`; `None` when the client is gone.
 pub fn refusal_for(e: &Error) -> Option<Refusal> {
     match e.esource() {
@@ -35,13 +48,10 @@ pub fn refusal_for(e: &Error) -> Option<Refusal> {
             }
             _ => Refusal::BadGateway,
         }),
+        ErrorSource::Downstream if client_went_away(e) => None,
         ErrorSource::Downstream => match e.etype() {
             // The client stopped sending its body: say so before closing (RFC 9110 408).
             ErrorType::ReadTimedout => Some(Refusal::ClientTimeout),
-            ErrorType::ReadError
-            | ErrorType::WriteError
-            | ErrorType::ConnectionClosed
-            | ErrorType::WriteTimedout => None,
             _ => Some(Refusal::BadRequest("The request could not be parsed.")),
         },
         ErrorSource::Internal | ErrorSource::Unset => match e.etype() {
