@@ -8,6 +8,7 @@ peer's processes per request (from /proc), peak RSS, and each row's ratio to pla
   benches/load.py [--install] [--duration 10] [--connections 50] [--rounds 2]
                   [--workloads get,json,mix,https,https-new]
                   [--peers nginx,haproxy,modsec,pingora,bare,limit,limit-redis,full] [--idle 10000]
+                  (also: log, waf, keys, and any of them with -nosteal)
                   [--rate 1000] [--bin target/release/portcullis] [--out benches/results/load.json]
 
 Peers: `pingora` is the smallest Pingora proxy, written as Pingora's examples write one
@@ -15,9 +16,10 @@ Peers: `pingora` is the smallest Pingora proxy, written as Pingora's examples wr
 like the Portcullis peers): the floor of what any gateway on Pingora costs. `bare` is Portcullis with no policy and no access log; `limit` adds one per-client
 rate-limit policy that never refuses (in-process limiter); `limit-redis` the same policy shared
 through a redis-server started for the run; `full` the whole default policy (WAF paranoia 1 with
-the shipped rules, the rate-limit policy, API-key check, JSON access log to a file).
-Any of pingora, bare, limit, limit-redis and full with `-nosteal` appended (`bare-nosteal`) runs
-the same peer with work stealing off (`server.work_stealing: false`: one runtime per thread).
+the shipped rules, the rate-limit policy, API-key check, JSON access log to a file). `log`, `waf`
+and `keys` are `bare` plus that one part of the full policy, to see what each part costs.
+`pingora` or any Portcullis peer with `-nosteal` appended (`bare-nosteal`) runs the same peer
+with work stealing off (`server.work_stealing: false`: one runtime per thread).
 
 --rate R compares latency at the same load instead of at saturation: every connection waits
 1000 * connections / R ms after each response before its next request (wrk's `delay()`), so each
@@ -203,34 +205,38 @@ http {{
     return path
 
 
-def portcullis_conf(name, port, tls_port, admin_port, origin_port, full, redis_url=None, steal=True):
+# What each Portcullis peer turns on; `full` is the whole default policy.
+POLICY_PARTS = {
+    "bare": (),
+    "log": ("log",),
+    "waf": ("waf",),
+    "keys": ("keys",),
+    "limit": ("limit",),
+    "limit-redis": ("limit",),
+    "full": ("log", "waf", "keys", "limit"),
+}
+
+
+def portcullis_conf(name, port, tls_port, admin_port, origin_port, parts, redis_url=None, steal=True):
     d = os.path.join(WORK, name)
     os.makedirs(d, exist_ok=True)
-    extra = ""
     route_auth = ""
-    if full:
+    extra = "access_log: { path: access.log }\n" if "log" in parts else "access_log: { path: off }\n"
+    if "waf" in parts:
+        extra += "waf: { rules: [builtin], paranoia: 1, mode: block }\n"
+    if "keys" in parts:
         key_digest = subprocess.run([BIN, "keys", "hash"], input=BENCH_KEY, capture_output=True, text=True,
                                     check=True).stdout.strip()
         with open(os.path.join(d, "keys.yaml"), "w") as f:
             f.write(f'keys:\n  - {{ id: bench, digest: "{key_digest}" }}\n')
         route_auth = ", auth: api_key"
-        extra = """
-access_log: { path: access.log }
-waf: { rules: [builtin], paranoia: 1, mode: block }
-api_keys: { file: keys.yaml }
-rate_limits:
-  policies:
-    - { name: per-client, rate: 1000000, per: 1s, key: [client_ip] }
-"""
-    elif name.startswith("limit"):
+        extra += "api_keys: { file: keys.yaml }\n"
+    if "limit" in parts:
         redis = f"\n  redis: {{ url: \"{redis_url}\" }}" if redis_url else ""
-        extra = f"""access_log: {{ path: off }}
-rate_limits:{redis}
+        extra += f"""rate_limits:{redis}
   policies:
     - {{ name: per-client, rate: 1000000, per: 1s, key: [client_ip] }}
 """
-    else:
-        extra = "access_log: { path: off }\n"
     conf = f"""server: {{ threads: 2, work_stealing: {'true' if steal else 'false'} }}
 listeners:
   - {{ name: main, address: "127.0.0.1:{port}" }}
@@ -443,7 +449,7 @@ def main():
                     procs[name] = Proc(name, [baseline, f"127.0.0.1:{port}", f"127.0.0.1:{origin_port}", "2",
                                                    "nosteal" if name.endswith("-nosteal") else "steal"], port,
                                        env=dict(os.environ, RUST_LOG="warn"))
-                elif name.removesuffix("-nosteal") in ("bare", "limit", "limit-redis", "full"):
+                elif name.removesuffix("-nosteal") in POLICY_PARTS:
                     steal = not name.endswith("-nosteal")
                     name_base = name.removesuffix("-nosteal")
                     redis_url = None
@@ -455,7 +461,7 @@ def main():
                         procs["redis"] = Proc("redis", ["redis-server", "--port", str(rport), "--save", "",
                                                         "--appendonly", "no"], rport)
                         redis_url = f"redis://127.0.0.1:{rport}"
-                    conf, d = portcullis_conf(name, port, tls_port, free_port(), origin_port, full=(name_base == "full"),
+                    conf, d = portcullis_conf(name, port, tls_port, free_port(), origin_port, POLICY_PARTS[name_base],
                                               redis_url=redis_url, steal=steal)
                     env = dict(os.environ, RUST_LOG="warn")
                     procs[name] = Proc(f"portcullis-{name}", [BIN, "run", "--config", conf], port, tls_port, cwd=d,
