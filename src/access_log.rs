@@ -240,7 +240,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let log = AccessLog::start(AccessLogTarget::File(path.clone()), metrics.clone());
 
-        // A burst larger than one drain takes, queued faster than the writer sleeps.
+        // A burst queued much faster than the writer drains it.
         for i in 0..5_000 {
             log.write(format!("{{\"n\":{i}}}"));
         }

@@ -323,16 +323,13 @@ impl ProxyHttp for GatewayProxy {
         }
     }
 
-    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, e: &Error) -> bool {
-        // A client that went away is a 499 in the access log and the request metrics. Pingora
-        // would also log each one at error level, and clients drop connections all the time
-        // (mobile networks, closed tabs, load generators stopping), which would bury the errors
-        // that need someone. Failures towards the backend are still logged.
-        let gone = failure::client_went_away(e);
-        if gone {
-            log::debug!("request {}: the client went away: {e}", ctx.request_id);
-        }
-        gone
+    fn suppress_error_log(&self, _session: &Session, _ctx: &RequestCtx, e: &Error) -> bool {
+        // A client that went away is a 499 in the access log and the request metrics (and a
+        // debug line from `record`). Pingora would also log each one at error level, and clients
+        // drop connections all the time (mobile networks, closed tabs, load generators
+        // stopping), which would bury the errors that need someone. Failures towards the backend
+        // are still logged.
+        failure::client_went_away(e)
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
