@@ -4,17 +4,18 @@
 #   benches/fuzz.sh [SECONDS_PER_TARGET] [TARGET ...]     default: 300 s, every target
 #
 # Targets: rules (rule-file parser and compiler), transforms (transform chains), inspect (the
-# WAF over arbitrary requests), config (config parser and compiler). Seeds come from the
-# repository (rules/, configs, fixed requests) and, for inspect, from ../shared/corpora when
-# present. A crash leaves its input in fuzz/artifacts/<target>/; copy it to
-# fuzz/regressions/<target>/ once fixed, and `cargo test --test fuzz_regressions` replays it.
+# WAF over arbitrary requests), config (config parser and compiler), decode (compressed request
+# bodies decoded for inspection). Seeds come from the repository (rules/, configs, fixed
+# requests) and, for inspect, from ../shared/corpora when present. A crash leaves its input in
+# fuzz/artifacts/<target>/; copy it to fuzz/regressions/<target>/ once fixed, and
+# `cargo test --test fuzz_regressions` replays it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 secs="${1:-300}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(rules transforms inspect config)
+[ ${#targets[@]} -gt 0 ] || targets=(rules transforms inspect config decode)
 
 if ! command -v cargo-fuzz >/dev/null; then
     cargo install cargo-fuzz --locked
@@ -30,6 +31,11 @@ seed() {
     case "$t" in
         rules) cp rules/*.yaml "$dir/" ;;
         config) cp tests/configs/*.yaml examples/demo/*.yaml "$dir/" ;;
+        decode)
+            printf 'a=1' | gzip -c | { printf '\x00'; cat; } > "$dir/gzip"
+            printf 'a=1' | python3 -c 'import sys, zlib; sys.stdout.buffer.write(b"\x01" + zlib.compress(sys.stdin.buffer.read()))' > "$dir/deflate"
+            printf '\x04plain body' > "$dir/identity"
+            ;;
         transforms)
             printf '\x03\x00\x05\x0aA%%41+&lt;/*x*/ ../..//\\u0041' > "$dir/mixed"
             printf '\x01\x0bQUFBQUFBQUE=' > "$dir/base64"

@@ -137,3 +137,42 @@ pub fn config(data: &[u8]) {
         }
     }
 }
+
+/// The `Content-Encoding` a [`decode`] input's first byte picks.
+const CODINGS: [&str; 8] = [
+    "gzip",
+    "deflate",
+    "br",
+    "zstd",
+    "identity",
+    "gzip, br",
+    "deflate, zstd",
+    "x-snappy",
+];
+
+/// A request body in a content coding (picked by the first byte) decoded for inspection: any
+/// bytes end in the decoded body or an error, never a panic, and never more than the limit. The
+/// same bytes gzip-compressed come back unchanged.
+pub fn decode(data: &[u8]) {
+    const LIMIT: usize = 64 << 10;
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
+    let coding = CODINGS[usize::from(pick) % CODINGS.len()];
+    match crate::waf::decode_body(Some(coding), body, LIMIT) {
+        Ok(out) => {
+            assert!(out.len() <= LIMIT, "decoded past the limit");
+            if coding == "identity" {
+                assert_eq!(&*out, body, "identity changed the body");
+            }
+        }
+        Err(e) => assert!(coding != "identity", "identity failed: {e:?}"),
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    if std::io::Write::write_all(&mut gz, body).is_ok() {
+        if let Ok(packed) = gz.finish() {
+            let round = crate::waf::decode_body(Some("gzip"), &packed, LIMIT);
+            assert_eq!(round.as_deref().ok(), Some(body), "gzip round trip");
+        }
+    }
+}

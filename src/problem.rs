@@ -60,6 +60,9 @@ pub enum Refusal {
     /// 400: the body nests deeper, or holds more parts or arguments, than the `limits` field
     /// named allows.
     BodyTooComplex(&'static str),
+    /// 415: the body's `Content-Encoding` is one the WAF cannot decode, or its data is broken, so
+    /// it cannot be inspected.
+    UnsupportedContentEncoding,
     /// 400: both `Content-Length` and `Transfer-Encoding`: the framing is ambiguous.
     AmbiguousFraming,
     /// 501: a transfer coding other than `chunked`.
@@ -128,6 +131,7 @@ impl Refusal {
             | Refusal::TooManyArgs
             | Refusal::BodyTooComplex(_) => 400,
             Refusal::UnsupportedTransferCoding => 501,
+            Refusal::UnsupportedContentEncoding => 415,
             Refusal::UriTooLong => 414,
             Refusal::ClientTimeout | Refusal::HeaderTimeout => 408,
             Refusal::Unparsable { status } => *status,
@@ -158,6 +162,7 @@ impl Refusal {
             Refusal::BodyTooComplex(_) => "body_too_complex",
             Refusal::AmbiguousFraming => "ambiguous_framing",
             Refusal::UnsupportedTransferCoding => "unsupported_transfer_coding",
+            Refusal::UnsupportedContentEncoding => "unsupported_content_encoding",
             Refusal::MissingHost => "missing_host",
             Refusal::InvalidTarget => "invalid_target",
             Refusal::UriTooLong => "uri_too_long",
@@ -185,6 +190,7 @@ impl Refusal {
             404 => "Not Found",
             405 => "Method Not Allowed",
             413 => "Content Too Large",
+            415 => "Unsupported Media Type",
             408 => "Request Timeout",
             414 => "URI Too Long",
             431 => "Request Header Fields Too Large",
@@ -217,6 +223,9 @@ impl Refusal {
             }
             Refusal::UnsupportedTransferCoding => {
                 "Only the chunked transfer coding is accepted on requests."
+            }
+            Refusal::UnsupportedContentEncoding => {
+                "The request body's Content-Encoding cannot be inspected: this gateway decodes gzip, deflate, br and zstd, and the body must be valid data of the coding it declares."
             }
             Refusal::MissingHost => "An HTTP/1.1 request needs a Host header.",
             Refusal::InvalidTarget => {
@@ -345,6 +354,7 @@ mod tests {
             Refusal::Unparsable { status: 400 },
             Refusal::Unparsable { status: 405 },
             Refusal::BodyTooComplex("max_json_depth"),
+            Refusal::UnsupportedContentEncoding,
         ];
         let mut reasons = std::collections::HashSet::new();
         for r in &all {

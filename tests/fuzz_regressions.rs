@@ -80,3 +80,16 @@ fn inspect() {
         portcullis::fuzz::inspect(seed);
     }
 }
+
+#[test]
+fn decode() {
+    replay(&regressions("decode"), portcullis::fuzz::decode);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, b"a=1&b=<script>").unwrap();
+    let gzip_of_a = gz.finish().unwrap();
+    for pick in 0..8u8 {
+        portcullis::fuzz::decode(&[pick]);
+        portcullis::fuzz::decode(&[&[pick][..], b"plain body"].concat());
+        portcullis::fuzz::decode(&[&[pick][..], &gzip_of_a].concat());
+    }
+}

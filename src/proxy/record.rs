@@ -177,7 +177,19 @@ impl GatewayProxy {
                     crate::waf::Exceeded::Args => "max_body_args_rejected",
                 })
             }
-            _ => None,
+            BodyInspection::PassedUndecoded => {
+                m.waf_body_limit
+                    .with_label_values(&[route, "passed", "content_encoding"])
+                    .inc();
+                Some("undecodable_passed")
+            }
+            BodyInspection::RejectedUndecoded => {
+                m.waf_body_limit
+                    .with_label_values(&[route, "rejected", "content_encoding"])
+                    .inc();
+                Some("undecodable_rejected")
+            }
+            BodyInspection::None | BodyInspection::Inspected => None,
         };
         if w.inspection.hits.is_empty() && body.is_none() {
             return None;

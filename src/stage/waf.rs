@@ -12,7 +12,9 @@ use pingora::proxy::Session;
 use super::{Stage, Verdict};
 use crate::problem::Refusal;
 use crate::proxy::RequestCtx;
-use crate::waf::{Exceeded, Inspection, Mode, OnBodyLimit, RequestView, Waf, WafPolicy};
+use crate::waf::{
+    decode_body, CodingError, Exceeded, Inspection, Mode, OnBodyLimit, RequestView, Waf, WafPolicy,
+};
 
 /// What happened to the request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +32,12 @@ pub enum BodyInspection {
     PassedPartly(Exceeded),
     /// Past a structure limit; refused with 400.
     RejectedComplex(Exceeded),
+    /// In a `Content-Encoding` the WAF cannot decode (or broken data of one it can); inspected
+    /// as sent and forwarded (`on_body_limit: pass`).
+    PassedUndecoded,
+    /// In a `Content-Encoding` the WAF cannot decode; inspected as sent, and refused with 415
+    /// unless that inspection blocked it.
+    RejectedUndecoded,
 }
 
 /// What the WAF concluded about a request.
@@ -107,6 +115,78 @@ async fn read_body(session: &mut Session, limit: usize) -> BodyRead {
     }
 }
 
+impl WafStage {
+    /// Inspects a body read whole: decoded first when it declares a `Content-Encoding`, then
+    /// parsed by its content type. Sets `outcome.body` and the score; `Err` is the answer when
+    /// the body cannot be inspected and the route does not pass such bodies on.
+    ///
+    /// A body that cannot be decoded (a coding the WAF does not know, or data that is not what
+    /// it claims) is inspected as sent, so an attack merely labelled `gzip` is still blocked and
+    /// explained; if nothing blocks it, it is refused with 415 because what the backend will make
+    /// of it is unknown.
+    fn inspect_buffered(
+        &self,
+        session: &Session,
+        policy: &WafPolicy,
+        raw: &[u8],
+        outcome: &mut WafOutcome,
+    ) -> Result<(), Refusal> {
+        let headers = &session.req_header().headers;
+        let encodings: Vec<&str> = headers
+            .get_all(http::header::CONTENT_ENCODING)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let encoding = (!encodings.is_empty()).then(|| encodings.join(","));
+        let pass = policy.on_body_limit == OnBodyLimit::Pass;
+        let (decoded, undecodable) = match decode_body(encoding.as_deref(), raw, policy.body_limit)
+        {
+            Ok(decoded) => (decoded, false),
+            Err(CodingError::TooLarge) if pass => {
+                outcome.body = BodyInspection::PassedUninspected;
+                return Ok(());
+            }
+            Err(CodingError::TooLarge) => {
+                outcome.body = BodyInspection::Rejected;
+                return Err(Refusal::BodyTooLarge);
+            }
+            Err(CodingError::Unsupported | CodingError::Corrupt) => (Cow::Borrowed(raw), true),
+        };
+        let content_type = headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let body: Cow<'_, str> = String::from_utf8_lossy(&decoded);
+        let parsed = self
+            .waf
+            .inspect_body(content_type, &body, policy, &mut outcome.inspection);
+        outcome.over_threshold = policy.over_threshold(&outcome.inspection);
+        // A block decided on what was inspected still counts as a block.
+        let blocked = outcome.over_threshold && policy.mode == Mode::Block;
+        if undecodable {
+            if pass {
+                outcome.body = BodyInspection::PassedUndecoded;
+                return Ok(());
+            }
+            outcome.body = BodyInspection::RejectedUndecoded;
+            return if blocked {
+                Ok(())
+            } else {
+                Err(Refusal::UnsupportedContentEncoding)
+            };
+        }
+        outcome.body = match parsed {
+            Ok(()) => BodyInspection::Inspected,
+            Err(e) if pass => BodyInspection::PassedPartly(e),
+            Err(e) if blocked => BodyInspection::RejectedComplex(e),
+            Err(e) => {
+                outcome.body = BodyInspection::RejectedComplex(e);
+                return Err(Refusal::BodyTooComplex(e.setting()));
+            }
+        };
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Stage for WafStage {
     fn name(&self) -> &'static str {
@@ -167,31 +247,10 @@ impl Stage for WafStage {
                 }
             }
             BodyRead::Complete(buf) => {
-                let content_type = session
-                    .req_header()
-                    .headers
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok());
-                let body: Cow<'_, str> = String::from_utf8_lossy(&buf);
-                let parsed =
-                    self.waf
-                        .inspect_body(content_type, &body, policy, &mut outcome.inspection);
-                outcome.over_threshold = policy.over_threshold(&outcome.inspection);
-                outcome.body = match parsed {
-                    Ok(()) => BodyInspection::Inspected,
-                    Err(e) if policy.on_body_limit == OnBodyLimit::Pass => {
-                        BodyInspection::PassedPartly(e)
-                    }
-                    Err(e) => {
-                        // A block decided on what was inspected still counts as a block.
-                        if !(outcome.over_threshold && policy.mode == Mode::Block) {
-                            outcome.body = BodyInspection::RejectedComplex(e);
-                            ctx.waf = Some(outcome);
-                            return Verdict::Respond(Refusal::BodyTooComplex(e.setting()));
-                        }
-                        BodyInspection::RejectedComplex(e)
-                    }
-                };
+                if let Err(refusal) = self.inspect_buffered(session, policy, &buf, &mut outcome) {
+                    ctx.waf = Some(outcome);
+                    return Verdict::Respond(refusal);
+                }
             }
         }
         let block = outcome.over_threshold && policy.mode == Mode::Block;

@@ -29,7 +29,7 @@ pub mod transform;
 use std::path::PathBuf;
 
 pub use matcher::{Hit, Inspection, Matcher};
-pub use parse::{Exceeded, ParseLimits, RequestView};
+pub use parse::{decode_body, CodingError, Exceeded, ParseLimits, RequestView, DECODED_CODINGS};
 pub use policy::{Exclusion, Mode, OnBodyLimit, WafPolicy};
 pub use ruleset::{Action, Rule, RuleSet};
 pub use sample::SampleRequest;

@@ -7,9 +7,12 @@ use std::net::IpAddr;
 use super::target::{Item, TargetKind};
 use super::transform::url_decode;
 
+mod coding;
 mod json;
 mod multipart;
 mod xml;
+
+pub use coding::{decode_body, CodingError, DECODED_CODINGS};
 
 use json::json_items;
 use multipart::{boundary_of, multipart_items};
