@@ -70,6 +70,19 @@ async fn attacks_in_every_part_of_a_request_are_blocked_before_the_backend() {
                 .body(r#"{"user":{"name":"x","bio":"<img src=x onerror=alert(1)>"}}"#),
         ),
         (
+            // Backends whose JSON parser keeps the first of two equal keys act on the attack.
+            "json, the key repeated after the attack",
+            cl.post(gw.url("/api"))
+                .header("Content-Type", "application/json")
+                .body(r#"{"id":"1' union select password from users--","id":"7"}"#),
+        ),
+        (
+            "json with escapes",
+            cl.post(gw.url("/api"))
+                .header("Content-Type", "application/json")
+                .body(r#"{"bio":"\u003cscript\u003ealert(1)\u003c/script\u003e"}"#),
+        ),
+        (
             "multipart",
             cl.post(gw.url("/upload"))
                 .header("Content-Type", "multipart/form-data; boundary=XB")
@@ -149,7 +162,7 @@ async fn attacks_in_every_part_of_a_request_are_blocked_before_the_backend() {
     assert_eq!(be.count(), 3);
     gw.wait_metric(
         r#"portcullis_waf_blocks_total{category="sqli",route="app"}"#,
-        3.0,
+        4.0,
     )
     .await;
     let m = gw.metrics().await;
