@@ -107,6 +107,13 @@ async fn attacks_in_every_part_of_a_request_are_blocked_before_the_backend() {
                 .body(xml),
         ),
         (
+            // Read leniently, the broken tag's attributes would never be seen.
+            "xml that is not well-formed",
+            cl.post(gw.url("/soap"))
+                .header("Content-Type", "application/xml")
+                .body("hello <img src=x onerror=alert(1)>"),
+        ),
+        (
             "raw body",
             cl.post(gw.url("/cmd"))
                 .header("Content-Type", "text/plain")

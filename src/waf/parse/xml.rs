@@ -12,6 +12,11 @@ pub(super) fn xml_items<'a>(
     let mut stack: Vec<String> = Vec::new();
     let mut any = false;
     let mut elements = 0usize;
+    // Not well-formed: text or a second element outside the root, an attribute that does not
+    // parse, an element left open. quick_xml reads past these; the body is then also
+    // inspected whole, as a backend's lenient parser (or an HTML one) may read it otherwise.
+    let mut malformed = false;
+    let mut roots = 0usize;
     loop {
         match reader.read_event() {
             Ok(ev @ (Event::Start(_) | Event::Empty(_))) => {
@@ -28,8 +33,16 @@ pub(super) fn xml_items<'a>(
                     _ => continue,
                 };
                 any = true;
+                if stack.is_empty() {
+                    roots += 1;
+                    malformed |= roots > 1;
+                }
                 let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
-                for attr in e.attributes().flatten() {
+                for attr in e.attributes() {
+                    let Ok(attr) = attr else {
+                        malformed = true;
+                        break;
+                    };
                     let key = String::from_utf8_lossy(attr.key.as_ref()).into_owned();
                     let val = String::from_utf8_lossy(&attr.value).into_owned();
                     out.push(Item {
@@ -48,6 +61,7 @@ pub(super) fn xml_items<'a>(
             Ok(Event::Text(t)) => {
                 let raw = String::from_utf8_lossy(t.as_ref()).into_owned();
                 if !raw.trim().is_empty() {
+                    malformed |= stack.is_empty();
                     out.push(Item {
                         kind: TargetKind::Xml,
                         name: Cow::Owned(stack.last().cloned().unwrap_or_default()),
@@ -55,11 +69,14 @@ pub(super) fn xml_items<'a>(
                     });
                 }
             }
-            Ok(Event::CData(t)) => out.push(Item {
-                kind: TargetKind::Xml,
-                name: Cow::Owned(stack.last().cloned().unwrap_or_default()),
-                value: Cow::Owned(String::from_utf8_lossy(t.as_ref()).into_owned()),
-            }),
+            Ok(Event::CData(t)) => {
+                malformed |= stack.is_empty();
+                out.push(Item {
+                    kind: TargetKind::Xml,
+                    name: Cow::Owned(stack.last().cloned().unwrap_or_default()),
+                    value: Cow::Owned(String::from_utf8_lossy(t.as_ref()).into_owned()),
+                })
+            }
             Ok(Event::DocType(t)) => {
                 any = true;
                 out.push(Item {
@@ -76,7 +93,7 @@ pub(super) fn xml_items<'a>(
                 name: Cow::Borrowed("?pi"),
                 value: Cow::Owned(String::from_utf8_lossy(t.as_ref()).into_owned()),
             }),
-            Ok(Event::Eof) => return Ok(any),
+            Ok(Event::Eof) => return Ok(any && !malformed && stack.is_empty()),
             Ok(_) => {}
             Err(_) => return Ok(false),
         }
@@ -87,4 +104,49 @@ fn unescape_xml(s: &str) -> String {
     quick_xml::escape::unescape(s)
         .map(|c| c.into_owned())
         .unwrap_or_else(|_| s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn well_formed(body: &str) -> bool {
+        xml_items(body, &ParseLimits::default(), &mut Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn a_document_quick_xml_reads_past_is_not_well_formed() {
+        assert!(well_formed(
+            "<?xml version=\"1.0\"?>\n<!-- c --><a x=\"1\"><b>t &amp; u</b><c/></a>\n"
+        ));
+        assert!(well_formed("\u{feff}<?xml version=\"1.0\"?><a>x</a>"));
+        for body in [
+            "hello <img src=x onerror=alert(1)>",
+            "<a>ok</a> trailing",
+            "<a>ok</a><b/>",
+            "<a><![CDATA[x]]></a><![CDATA[y]]>",
+            "<a><img src=x onerror=alert(1)></a>",
+            "<a><b>",
+            "<a><b>1</a>",
+        ] {
+            assert!(!well_formed(body), "{body}");
+        }
+    }
+
+    #[test]
+    fn what_was_read_of_a_broken_document_stays_and_the_body_is_inspected_whole() {
+        let mut out = Vec::new();
+        let ok = body_items(
+            Some("application/xml"),
+            "<a k=\"v\">text</a> <img src=x onerror=alert(1)>",
+            &ParseLimits::default(),
+            &mut out,
+        )
+        .unwrap();
+        assert!(!ok);
+        let l: Vec<String> = out.iter().map(|i| i.label()).collect();
+        assert!(l.contains(&"xml:a@k".to_string()), "{l:?}");
+        assert!(l.contains(&"xml:a".to_string()), "{l:?}");
+        assert_eq!(l.last().map(String::as_str), Some("body"), "{l:?}");
+    }
 }
