@@ -21,15 +21,23 @@ pub(super) fn multipart_items<'a>(
     out: &mut Vec<Item<'a>>,
 ) -> Result<bool, Exceeded> {
     let delim = format!("--{boundary}");
-    let mut parts = body.split(delim.as_str());
+    let mut parts = body.split(delim.as_str()).peekable();
     // Text before the first delimiter is a preamble.
     if parts.next().is_none() {
         return Ok(false);
     }
     let mut seen = 0;
-    for part in parts {
+    // Parts after the closing delimiter make an epilogue that RFC 2046 says to ignore, but
+    // lenient backend parsers read them: they are read here too, and the body is also
+    // inspected whole.
+    let mut after_close = false;
+    while let Some(part) = parts.next() {
         if part.starts_with("--") {
-            break;
+            if parts.peek().is_none() {
+                break;
+            }
+            after_close = true;
+            continue;
         }
         seen += 1;
         if seen > limits.multipart_parts {
@@ -50,7 +58,10 @@ pub(super) fn multipart_items<'a>(
             .strip_suffix("\r\n")
             .or_else(|| content.strip_suffix('\n'))
             .unwrap_or(content);
-        let mut name = "";
+        // Every name the part gives (two `name` parameters, two Content-Disposition lines):
+        // parsers differ on which one counts, and an exclusion for one name must not hide the
+        // value sent under another.
+        let mut names: Vec<&str> = Vec::new();
         let mut filename = None;
         for line in head.lines() {
             let Some((h, v)) = line.split_once(':') else {
@@ -70,7 +81,7 @@ pub(super) fn multipart_items<'a>(
                             .and_then(|v| v.strip_suffix('"'))
                             .unwrap_or(val);
                         match k.trim().to_ascii_lowercase().as_str() {
-                            "name" => name = val,
+                            "name" if !names.contains(&val) => names.push(val),
                             "filename" | "filename*" => filename = Some(val),
                             _ => {}
                         }
@@ -78,25 +89,30 @@ pub(super) fn multipart_items<'a>(
                 }
             }
         }
-        out.push(Item {
-            kind: TargetKind::BodyArgsNames,
-            name: Cow::Borrowed(name),
-            value: Cow::Borrowed(name),
-        });
-        match filename {
-            Some(f) => out.push(Item {
-                kind: TargetKind::Files,
+        if names.is_empty() {
+            names.push("");
+        }
+        for name in names {
+            out.push(Item {
+                kind: TargetKind::BodyArgsNames,
                 name: Cow::Borrowed(name),
-                value: Cow::Borrowed(f),
-            }),
-            None => out.push(Item {
-                kind: TargetKind::BodyArgs,
-                name: Cow::Borrowed(name),
-                value: Cow::Borrowed(content),
-            }),
+                value: Cow::Borrowed(name),
+            });
+            match filename {
+                Some(f) => out.push(Item {
+                    kind: TargetKind::Files,
+                    name: Cow::Borrowed(name),
+                    value: Cow::Borrowed(f),
+                }),
+                None => out.push(Item {
+                    kind: TargetKind::BodyArgs,
+                    name: Cow::Borrowed(name),
+                    value: Cow::Borrowed(content),
+                }),
+            }
         }
     }
-    Ok(seen > 0)
+    Ok(seen > 0 && !after_close)
 }
 
 /// Splits header parameters at `;` outside double quotes (`name="a;b"` stays whole).
@@ -119,4 +135,48 @@ fn split_params(v: &str) -> Vec<&str> {
     }
     out.push(&v[start..]);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(body: &str) -> (bool, Vec<String>) {
+        let mut out = Vec::new();
+        let ok = multipart_items(body, "XB", &ParseLimits::default(), &mut out).unwrap();
+        let l = out
+            .iter()
+            .filter(|i| i.kind != TargetKind::MultipartHeaders)
+            .map(|i| format!("{}={}", i.label(), i.value))
+            .collect();
+        (ok, l)
+    }
+
+    #[test]
+    fn a_part_after_the_closing_delimiter_is_read_and_the_body_is_not_well_formed() {
+        let (ok, l) = labels(
+            "--XB\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nok\r\n--XB--\r\n\
+             --XB\r\nContent-Disposition: form-data; name=\"b\"\r\n\r\nhidden\r\n--XB--\r\n",
+        );
+        assert!(!ok);
+        assert!(l.contains(&"body_args:b=hidden".to_string()), "{l:?}");
+        // An epilogue without a delimiter in it is what RFC 2046 allows.
+        let (ok, l) = labels(
+            "--XB\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nok\r\n--XB--\r\nbye\r\n",
+        );
+        assert!(ok);
+        assert_eq!(l, ["body_args_names:a=a", "body_args:a=ok"]);
+    }
+
+    #[test]
+    fn a_value_under_two_names_is_an_item_under_each() {
+        let (ok, l) = labels(
+            "--XB\r\nContent-Disposition: form-data; name=\"q\"; name=\"r\"\r\n\
+             Content-Disposition: form-data; name=\"s\"\r\n\r\nv\r\n--XB--\r\n",
+        );
+        assert!(ok);
+        for n in ["q", "r", "s"] {
+            assert!(l.contains(&format!("body_args:{n}=v")), "{l:?}");
+        }
+    }
 }
