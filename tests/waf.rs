@@ -96,6 +96,13 @@ async fn attacks_in_every_part_of_a_request_are_blocked_before_the_backend() {
                 .body("--XB\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nok\r\n--XB--\r\n--XB\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\n<script>alert(document.cookie)</script>\r\n--XB--\r\n"),
         ),
         (
+            // RFC 7578 has no `filename*`; a parser that does not know it reads a field.
+            "multipart, a field with only filename*",
+            cl.post(gw.url("/upload"))
+                .header("Content-Type", "multipart/form-data; boundary=XB")
+                .body("--XB\r\nContent-Disposition: form-data; name=\"q\"; filename*=UTF-8''q.txt\r\n\r\n1' union select password from users--\r\n--XB--\r\n"),
+        ),
+        (
             "multipart part header",
             cl.post(gw.url("/upload"))
                 .header("Content-Type", "multipart/form-data; boundary=XB")
@@ -176,7 +183,7 @@ async fn attacks_in_every_part_of_a_request_are_blocked_before_the_backend() {
     assert_eq!(be.count(), 3);
     gw.wait_metric(
         r#"portcullis_waf_blocks_total{category="sqli",route="app"}"#,
-        4.0,
+        5.0,
     )
     .await;
     let m = gw.metrics().await;

@@ -62,7 +62,11 @@ pub(super) fn multipart_items<'a>(
         // parsers differ on which one counts, and an exclusion for one name must not hide the
         // value sent under another.
         let mut names: Vec<&str> = Vec::new();
-        let mut filename = None;
+        // `filename` makes the part a file, whose content is not inspected. `filename*` alone
+        // does not: RFC 7578 forbids it in form data, and a parser that does not know it reads
+        // the part as an ordinary field, so the content is inspected as one.
+        let mut filenames: Vec<&str> = Vec::new();
+        let mut is_file = false;
         for line in head.lines() {
             let Some((h, v)) = line.split_once(':') else {
                 continue;
@@ -82,7 +86,11 @@ pub(super) fn multipart_items<'a>(
                             .unwrap_or(val);
                         match k.trim().to_ascii_lowercase().as_str() {
                             "name" if !names.contains(&val) => names.push(val),
-                            "filename" | "filename*" => filename = Some(val),
+                            "filename" => {
+                                is_file = true;
+                                filenames.push(val);
+                            }
+                            "filename*" => filenames.push(val),
                             _ => {}
                         }
                     }
@@ -98,17 +106,19 @@ pub(super) fn multipart_items<'a>(
                 name: Cow::Borrowed(name),
                 value: Cow::Borrowed(name),
             });
-            match filename {
-                Some(f) => out.push(Item {
+            for f in &filenames {
+                out.push(Item {
                     kind: TargetKind::Files,
                     name: Cow::Borrowed(name),
                     value: Cow::Borrowed(f),
-                }),
-                None => out.push(Item {
+                });
+            }
+            if !is_file {
+                out.push(Item {
                     kind: TargetKind::BodyArgs,
                     name: Cow::Borrowed(name),
                     value: Cow::Borrowed(content),
-                }),
+                });
             }
         }
     }
@@ -166,6 +176,24 @@ mod tests {
         );
         assert!(ok);
         assert_eq!(l, ["body_args_names:a=a", "body_args:a=ok"]);
+    }
+
+    #[test]
+    fn only_filename_makes_a_part_a_file() {
+        let (_, l) = labels(
+            "--XB\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\nfile body\r\n\
+             --XB\r\nContent-Disposition: form-data; name=\"g\"; filename*=UTF-8''b.php\r\n\r\nfield body\r\n--XB--\r\n",
+        );
+        assert_eq!(
+            l,
+            [
+                "body_args_names:f=f",
+                "files:f=a.txt",
+                "body_args_names:g=g",
+                "files:g=UTF-8''b.php",
+                "body_args:g=field body"
+            ]
+        );
     }
 
     #[test]
