@@ -77,6 +77,12 @@ async fn attacks_in_every_part_of_a_request_are_blocked_before_the_backend() {
                 .body(r#"{"id":"1' union select password from users--","id":"7"}"#),
         ),
         (
+            "json, prototype pollution nested in an array",
+            cl.post(gw.url("/api"))
+                .header("Content-Type", "application/json")
+                .body(r#"{"items":[{"constructor":{"prototype":{"isAdmin":true}}}]}"#),
+        ),
+        (
             "json with escapes",
             cl.post(gw.url("/api"))
                 .header("Content-Type", "application/json")

@@ -38,6 +38,9 @@ pub enum TargetKind {
     Json,
     /// JSON object keys at any depth.
     JsonKeys,
+    /// The path of every JSON object key, array positions written `[]` (`user.roles[].name`):
+    /// where a key sits, for rules on structure (`constructor.prototype`, `user.is_admin`).
+    JsonPaths,
     /// XML text and attribute values.
     Xml,
     /// The raw body (up to the inspection limit).
@@ -63,6 +66,7 @@ pub const KINDS: &[(&str, TargetKind)] = &[
     ("multipart_headers", TargetKind::MultipartHeaders),
     ("json", TargetKind::Json),
     ("json_keys", TargetKind::JsonKeys),
+    ("json_paths", TargetKind::JsonPaths),
     ("xml", TargetKind::Xml),
     ("body", TargetKind::Body),
     ("remote_addr", TargetKind::RemoteAddr),
@@ -102,6 +106,7 @@ impl TargetKind {
                 | TargetKind::MultipartHeaders
                 | TargetKind::Json
                 | TargetKind::JsonKeys
+                | TargetKind::JsonPaths
                 | TargetKind::Xml
                 | TargetKind::Body
         )

@@ -28,10 +28,12 @@ pub(super) fn json_items<'a>(
         exceeded: Cell::new(false),
     };
     let mut path = String::new();
+    let mut shape = String::new();
     let mut de = serde_json::Deserializer::from_str(body);
     let parsed = Node {
         walk: &walk,
         path: &mut path,
+        shape: &mut shape,
         out,
     }
     .deserialize(&mut de)
@@ -85,6 +87,8 @@ struct Walk<'l> {
 struct Node<'w, 'l, 'p, 'a> {
     walk: &'w Walk<'l>,
     path: &'p mut String,
+    /// `path` with array positions written `[]`.
+    shape: &'p mut String,
     out: &'p mut Vec<Item<'a>>,
 }
 
@@ -157,12 +161,15 @@ impl<'de> Visitor<'de> for Node<'_, '_, '_, 'de> {
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let len = self.path.len();
+        let shape_len = self.shape.len();
+        self.shape.push_str("[]");
         for i in 0.. {
             self.path.truncate(len);
             let _ = write!(self.path, "[{i}]");
             let child = Node {
                 walk: self.walk,
                 path: &mut *self.path,
+                shape: &mut *self.shape,
                 out: &mut *self.out,
             };
             if seq.next_element_seed(child)?.is_none() {
@@ -170,29 +177,45 @@ impl<'de> Visitor<'de> for Node<'_, '_, '_, 'de> {
             }
         }
         self.path.truncate(len);
+        self.shape.truncate(shape_len);
         Ok(())
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let len = self.path.len();
+        let shape_len = self.shape.len();
         while let Some(key) = map.next_key_seed(Key)? {
             self.path.truncate(len);
+            self.shape.truncate(shape_len);
             if len > 0 {
                 self.path.push('.');
             }
+            if shape_len > 0 {
+                self.shape.push('.');
+            }
             self.path.push_str(&key);
+            self.shape.push_str(&key);
             self.out.push(Item {
                 kind: TargetKind::JsonKeys,
                 name: Cow::Owned(self.path.clone()),
                 value: key,
             });
+            // No name: the value is the path, positions written `[]`, so the same key in every
+            // element of an array is one value, judged once per request.
+            self.out.push(Item {
+                kind: TargetKind::JsonPaths,
+                name: Cow::Borrowed(""),
+                value: Cow::Owned(self.shape.clone()),
+            });
             map.next_value_seed(Node {
                 walk: self.walk,
                 path: &mut *self.path,
+                shape: &mut *self.shape,
                 out: &mut *self.out,
             })?;
         }
         self.path.truncate(len);
+        self.shape.truncate(shape_len);
         Ok(())
     }
 }
@@ -262,15 +285,46 @@ mod tests {
     }
 
     #[test]
+    fn every_key_has_its_path_with_positions_left_out() {
+        let mut out = Vec::new();
+        let v = values(
+            r#"{"constructor":{"prototype":{"x":1}},"items":[{"sku":"a"},{"sku":"b","tags":[{"k":1}]}]}"#,
+            &mut out,
+        );
+        let paths: Vec<&str> = v
+            .iter()
+            .filter(|(k, _, _)| *k == TargetKind::JsonPaths)
+            .map(|(_, _, v)| v.as_str())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "constructor",
+                "constructor.prototype",
+                "constructor.prototype.x",
+                "items",
+                "items[].sku",
+                "items[].sku",
+                "items[].tags",
+                "items[].tags[].k"
+            ]
+        );
+        let mut out = Vec::new();
+        let v = values(r#"[{"a":[[{"b":1}]]}]"#, &mut out);
+        let last = v.iter().rfind(|(k, _, _)| *k == TargetKind::JsonPaths);
+        assert_eq!(last.unwrap().2, "[].a[][].b");
+    }
+
+    #[test]
     fn strings_without_escapes_are_not_copied_and_escapes_are_decoded() {
         let mut out = Vec::new();
         let v = values(r#"{"plain":"a b","esc\u0061ped":"x\"y\u003c"}"#, &mut out);
-        assert!(matches!(out[1].value, Cow::Borrowed("a b")), "{:?}", out[1]);
+        assert!(matches!(out[2].value, Cow::Borrowed("a b")), "{:?}", out[2]);
         assert_eq!(
-            v[2],
+            v[3],
             (TargetKind::JsonKeys, "escaped".into(), "escaped".into())
         );
-        assert_eq!(v[3], (TargetKind::Json, "escaped".into(), "x\"y<".into()));
+        assert_eq!(v[5], (TargetKind::Json, "escaped".into(), "x\"y<".into()));
     }
 
     #[test]
@@ -307,10 +361,10 @@ mod tests {
     fn values_before_a_syntax_error_are_kept_and_the_body_is_not_json() {
         let (r, l) = items(r#"{"a":"<script>","b":"#);
         assert_eq!(r, Ok(false));
-        assert_eq!(l.len(), 3, "{l:?}");
+        assert_eq!(l.len(), 5, "{l:?}");
         let (r, l) = items(r#"{"a":1} trailing"#);
         assert_eq!(r, Ok(false));
-        assert_eq!(l.len(), 2, "{l:?}");
+        assert_eq!(l.len(), 3, "{l:?}");
     }
 
     #[test]
