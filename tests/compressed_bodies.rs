@@ -153,20 +153,13 @@ waf:
     assert_eq!(be.last().body, bomb);
     assert_eq!(be.count(), 3);
 
-    for (action, limit, route, n) in [
+    gw.wait_body_limits(&[
         ("rejected", "content_encoding", "app", 4.0),
         ("rejected", "body_limit", "app", 1.0),
         ("passed", "content_encoding", "ingest", 2.0),
         ("passed", "body_limit", "ingest", 1.0),
-    ] {
-        gw.wait_metric(
-            &format!(
-                r#"portcullis_waf_body_limit_total{{action="{action}",limit="{limit}",route="{route}"}}"#
-            ),
-            n,
-        )
-        .await;
-    }
+    ])
+    .await;
     gw.wait_metric(
         r#"portcullis_http_refusals_total{reason="unsupported_content_encoding",route="app"}"#,
         3.0,

@@ -144,53 +144,30 @@ impl GatewayProxy {
         } else if w.over_threshold && w.mode == crate::waf::Mode::Detect {
             m.waf_detections.with_label_values(&[route, category]).inc();
         }
-        let body = match w.body {
+        // (action, limit, log value) of a body the WAF did not inspect in full.
+        let limited = match w.body {
             BodyInspection::PassedUninspected => {
-                m.waf_body_limit
-                    .with_label_values(&[route, "passed", "body_limit"])
-                    .inc();
-                Some("over_limit_passed")
+                Some(("passed", "body_limit", "over_limit_passed"))
             }
-            BodyInspection::Rejected => {
-                m.waf_body_limit
-                    .with_label_values(&[route, "rejected", "body_limit"])
-                    .inc();
-                Some("over_limit_rejected")
-            }
-            BodyInspection::PassedPartly(e) => {
-                m.waf_body_limit
-                    .with_label_values(&[route, "passed", e.setting()])
-                    .inc();
-                Some(match e {
-                    crate::waf::Exceeded::JsonDepth => "max_json_depth_passed",
-                    crate::waf::Exceeded::MultipartParts => "max_multipart_parts_passed",
-                    crate::waf::Exceeded::Args => "max_body_args_passed",
-                })
-            }
+            BodyInspection::Rejected => Some(("rejected", "body_limit", "over_limit_rejected")),
+            BodyInspection::PassedPartly(e) => Some(("passed", e.setting(), exceeded_log(e, true))),
             BodyInspection::RejectedComplex(e) => {
-                m.waf_body_limit
-                    .with_label_values(&[route, "rejected", e.setting()])
-                    .inc();
-                Some(match e {
-                    crate::waf::Exceeded::JsonDepth => "max_json_depth_rejected",
-                    crate::waf::Exceeded::MultipartParts => "max_multipart_parts_rejected",
-                    crate::waf::Exceeded::Args => "max_body_args_rejected",
-                })
+                Some(("rejected", e.setting(), exceeded_log(e, false)))
             }
             BodyInspection::PassedUndecoded => {
-                m.waf_body_limit
-                    .with_label_values(&[route, "passed", "content_encoding"])
-                    .inc();
-                Some("undecodable_passed")
+                Some(("passed", "content_encoding", "undecodable_passed"))
             }
             BodyInspection::RejectedUndecoded => {
-                m.waf_body_limit
-                    .with_label_values(&[route, "rejected", "content_encoding"])
-                    .inc();
-                Some("undecodable_rejected")
+                Some(("rejected", "content_encoding", "undecodable_rejected"))
             }
             BodyInspection::None | BodyInspection::Inspected => None,
         };
+        if let Some((action, limit, _)) = limited {
+            m.waf_body_limit
+                .with_label_values(&[route, action, limit])
+                .inc();
+        }
+        let body = limited.map(|(_, _, log)| log);
         if w.inspection.hits.is_empty() && body.is_none() {
             return None;
         }
@@ -221,6 +198,19 @@ impl GatewayProxy {
                 })
                 .collect(),
         })
+    }
+}
+
+/// The access-log `waf.body` value of a body past a structure limit.
+fn exceeded_log(e: crate::waf::Exceeded, passed: bool) -> &'static str {
+    use crate::waf::Exceeded;
+    match (e, passed) {
+        (Exceeded::JsonDepth, true) => "max_json_depth_passed",
+        (Exceeded::JsonDepth, false) => "max_json_depth_rejected",
+        (Exceeded::MultipartParts, true) => "max_multipart_parts_passed",
+        (Exceeded::MultipartParts, false) => "max_multipart_parts_rejected",
+        (Exceeded::Args, true) => "max_body_args_passed",
+        (Exceeded::Args, false) => "max_body_args_rejected",
     }
 }
 

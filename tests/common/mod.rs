@@ -329,6 +329,20 @@ impl TestGateway {
         metric_value(&self.metrics().await, sample).unwrap_or(0.0)
     }
 
+    /// Waits until `portcullis_waf_body_limit_total` has value `want` for each
+    /// `(action, limit, route, want)`.
+    pub async fn wait_body_limits(&self, expected: &[(&str, &str, &str, f64)]) {
+        for (action, limit, route, want) in expected {
+            self.wait_metric(
+                &format!(
+                    r#"portcullis_waf_body_limit_total{{action="{action}",limit="{limit}",route="{route}"}}"#
+                ),
+                *want,
+            )
+            .await;
+        }
+    }
+
     /// Waits until `sample` has value `want` (counters are updated when a request is logged,
     /// which can be just after the client got its response).
     pub async fn wait_metric(&self, sample: &str, want: f64) {
