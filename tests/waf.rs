@@ -34,6 +34,12 @@ async fn attacks_in_every_part_of_a_request_are_blocked_before_the_backend() {
     let multipart = "--XB\r\nContent-Disposition: form-data; name=\"bio\"\r\n\r\n<script>alert(document.cookie)</script>\r\n--XB--\r\n";
     let xml =
         "<?xml version=\"1.0\"?><!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><r>&x;</r>";
+    // A POST of `body` to `path` with this Content-Type.
+    let post = |path: &str, content_type: &str, body: &str| {
+        cl.post(gw.url(path))
+            .header("Content-Type", content_type)
+            .body(body.to_owned())
+    };
     let attacks: Vec<(&str, reqwest::RequestBuilder)> = vec![
         (
             "query",
@@ -59,60 +65,42 @@ async fn attacks_in_every_part_of_a_request_are_blocked_before_the_backend() {
         ),
         (
             "form",
-            cl.post(gw.url("/login"))
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body("user=admin%27--&pass=x"),
+            post("/login", "application/x-www-form-urlencoded", "user=admin%27--&pass=x"),
         ),
         (
             "json",
-            cl.post(gw.url("/api"))
-                .header("Content-Type", "application/json")
-                .body(r#"{"user":{"name":"x","bio":"<img src=x onerror=alert(1)>"}}"#),
+            post("/api", "application/json", r#"{"user":{"name":"x","bio":"<img src=x onerror=alert(1)>"}}"#),
         ),
         (
             // Backends whose JSON parser keeps the first of two equal keys act on the attack.
             "json, the key repeated after the attack",
-            cl.post(gw.url("/api"))
-                .header("Content-Type", "application/json")
-                .body(r#"{"id":"1' union select password from users--","id":"7"}"#),
+            post("/api", "application/json", r#"{"id":"1' union select password from users--","id":"7"}"#),
         ),
         (
             "json, prototype pollution nested in an array",
-            cl.post(gw.url("/api"))
-                .header("Content-Type", "application/json")
-                .body(r#"{"items":[{"constructor":{"prototype":{"isAdmin":true}}}]}"#),
+            post("/api", "application/json", r#"{"items":[{"constructor":{"prototype":{"isAdmin":true}}}]}"#),
         ),
         (
             "json with escapes",
-            cl.post(gw.url("/api"))
-                .header("Content-Type", "application/json")
-                .body(r#"{"bio":"\u003cscript\u003ealert(1)\u003c/script\u003e"}"#),
+            post("/api", "application/json", r#"{"bio":"\u003cscript\u003ealert(1)\u003c/script\u003e"}"#),
         ),
         (
             "multipart",
-            cl.post(gw.url("/upload"))
-                .header("Content-Type", "multipart/form-data; boundary=XB")
-                .body(multipart),
+            post("/upload", "multipart/form-data; boundary=XB", multipart),
         ),
         (
             // An epilogue part: lenient backend parsers read it.
             "multipart, a part after the closing delimiter",
-            cl.post(gw.url("/upload"))
-                .header("Content-Type", "multipart/form-data; boundary=XB")
-                .body("--XB\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nok\r\n--XB--\r\n--XB\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\n<script>alert(document.cookie)</script>\r\n--XB--\r\n"),
+            post("/upload", "multipart/form-data; boundary=XB", "--XB\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nok\r\n--XB--\r\n--XB\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\n<script>alert(document.cookie)</script>\r\n--XB--\r\n"),
         ),
         (
             // RFC 7578 has no `filename*`; a parser that does not know it reads a field.
             "multipart, a field with only filename*",
-            cl.post(gw.url("/upload"))
-                .header("Content-Type", "multipart/form-data; boundary=XB")
-                .body("--XB\r\nContent-Disposition: form-data; name=\"q\"; filename*=UTF-8''q.txt\r\n\r\n1' union select password from users--\r\n--XB--\r\n"),
+            post("/upload", "multipart/form-data; boundary=XB", "--XB\r\nContent-Disposition: form-data; name=\"q\"; filename*=UTF-8''q.txt\r\n\r\n1' union select password from users--\r\n--XB--\r\n"),
         ),
         (
             "multipart part header",
-            cl.post(gw.url("/upload"))
-                .header("Content-Type", "multipart/form-data; boundary=XB")
-                .body("--XB\r\nContent-Disposition: form-data; name=\"bio\"\r\nContent-Type: text/plain; charset=utf-7\r\n\r\n+ADw-script+AD4-alert(1)+ADw-/script+AD4-\r\n--XB--\r\n"),
+            post("/upload", "multipart/form-data; boundary=XB", "--XB\r\nContent-Disposition: form-data; name=\"bio\"\r\nContent-Type: text/plain; charset=utf-7\r\n\r\n+ADw-script+AD4-alert(1)+ADw-/script+AD4-\r\n--XB--\r\n"),
         ),
         (
             "GET with a body (request line and header together)",
@@ -122,22 +110,16 @@ async fn attacks_in_every_part_of_a_request_are_blocked_before_the_backend() {
         ),
         (
             "xml",
-            cl.post(gw.url("/soap"))
-                .header("Content-Type", "application/xml")
-                .body(xml),
+            post("/soap", "application/xml", xml),
         ),
         (
             // Read leniently, the broken tag's attributes would never be seen.
             "xml that is not well-formed",
-            cl.post(gw.url("/soap"))
-                .header("Content-Type", "application/xml")
-                .body("hello <img src=x onerror=alert(1)>"),
+            post("/soap", "application/xml", "hello <img src=x onerror=alert(1)>"),
         ),
         (
             "raw body",
-            cl.post(gw.url("/cmd"))
-                .header("Content-Type", "text/plain")
-                .body(";cat /etc/passwd"),
+            post("/cmd", "text/plain", ";cat /etc/passwd"),
         ),
     ];
     for (zone, req) in attacks {
