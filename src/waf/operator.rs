@@ -45,16 +45,7 @@ impl Operator {
     pub fn eval(&self, v: &str) -> bool {
         match self {
             Operator::Regex(_) | Operator::Phrases(_) => false,
-            Operator::Sqli => {
-                // `detect_sqli` would fingerprint the value once more after the verdict, for
-                // a fingerprint we do not use; the verdict alone is `SqliState::detect`.
-                !v.is_empty()
-                    && libinjectionrs::SqliState::new(
-                        v.as_bytes(),
-                        libinjectionrs::SqliFlags::FLAG_NONE,
-                    )
-                    .detect()
-            }
+            Operator::Sqli => sqli(v.as_bytes()),
             Operator::Xss => {
                 !v.is_empty() && libinjectionrs::detect_xss(v.as_bytes()).is_injection()
             }
@@ -65,6 +56,41 @@ impl Operator {
             Operator::InvalidUrlEncoding => invalid_url_encoding(v),
         }
     }
+}
+
+/// libinjection's verdict, less one shape of prose (see [`quoted_prose`]).
+fn sqli(v: &[u8]) -> bool {
+    if v.is_empty() {
+        return false;
+    }
+    // `detect_sqli` would fingerprint the value once more after the verdict; `detect` leaves the
+    // tokens and fingerprint of the reading that matched in the state.
+    let mut st = libinjectionrs::SqliState::new(v, libinjectionrs::SqliFlags::FLAG_NONE);
+    st.detect() && !quoted_prose(v, &st)
+}
+
+/// Whether a match is a string, one operator and a string (`sos`, `s&s`) with words around the
+/// operator. That shape is how the short probes `'='`, `'-'`, `a' or 'b` and `x' < 'y` read, and
+/// also how prose that quotes an operator or a word reads: `the "%" operator is also used for
+/// formatting`, `handles both 'deflate' and 'gzip' types`. The probes have next to nothing outside
+/// the operator; prose has words. Three words of two or more letters outside the operator token
+/// make it prose. The price: a comparison padded with prose (`my quick brown fox' < 'z`) is not
+/// seen here; the tautology and quote break-out rules still look at it.
+fn quoted_prose(v: &[u8], st: &libinjectionrs::SqliState) -> bool {
+    if !matches!(&st.fingerprint[..4], b"sos\0" | b"s&s\0") || st.tokens.len() < 3 {
+        return false;
+    }
+    let (op, last) = (&st.tokens[1], &st.tokens[2]);
+    let left = v.get(..op.pos).unwrap_or_default();
+    let right = v.get(last.pos..).unwrap_or_default();
+    words(left) + words(right) >= 3
+}
+
+/// Runs of two or more ASCII letters.
+fn words(s: &[u8]) -> usize {
+    s.split(|b| !b.is_ascii_alphabetic())
+        .filter(|w| w.len() >= 2)
+        .count()
 }
 
 fn invalid_url_encoding(v: &str) -> bool {
@@ -218,5 +244,33 @@ mod tests {
         assert!(Operator::InvalidUrlEncoding.eval("100%"));
         assert!(Operator::InvalidUrlEncoding.eval("%zz"));
         assert!(!Operator::InvalidUrlEncoding.eval("%41%42"));
+    }
+
+    #[test]
+    fn sqli_quoted_prose() {
+        // Prose that quotes an operator or a word: libinjection alone calls these injections.
+        for v in [
+            "the \"%\" operator is also used for string formatting",
+            "type '+' between the two numbers",
+            "christmas stocking \"not\" stuffer",
+        ] {
+            let mut st =
+                libinjectionrs::SqliState::new(v.as_bytes(), libinjectionrs::SqliFlags::FLAG_NONE);
+            assert!(st.detect(), "libinjection no longer flags {v:?}");
+            assert!(!Operator::Sqli.eval(v), "{v:?}");
+        }
+        // The probes of the same shape, and a tautology, still match.
+        for v in [
+            "'='",
+            "'-'",
+            "a' or 'b",
+            "x' <= 'y",
+            "4' mod 2 like '0",
+            "small \"&\" sign",
+            "1' or '1'='1",
+            "the quick brown fox' or 1=1--",
+        ] {
+            assert!(Operator::Sqli.eval(v), "{v:?}");
+        }
     }
 }
