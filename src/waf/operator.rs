@@ -72,7 +72,7 @@ fn sqli(v: &[u8]) -> bool {
 /// Whether a match is a string, one operator and a string (`sos`, `s&s`) with words around the
 /// operator. That shape is how the short probes `'='`, `'-'`, `a' or 'b` and `x' < 'y` read, and
 /// also how prose that quotes an operator or a word reads: `the "%" operator is also used for
-/// formatting`, `handles both 'deflate' and 'gzip' types`. The probes have next to nothing outside
+/// formatting`, `christmas stocking "not" stuffer`. The probes have next to nothing outside
 /// the operator; prose has words. Three words of two or more letters outside the operator token
 /// make it prose. The price: a comparison padded with prose (`my quick brown fox' < 'z`) is not
 /// seen here; the tautology and quote break-out rules still look at it.
