@@ -86,6 +86,17 @@ pub const INPUTS: &[TargetKind] = &[
     TargetKind::Files,
 ];
 
+/// The kinds of [`INPUTS`] that carry a value under a name, which `inputs:<name>` narrows: the
+/// name kinds are left out, their items being the names themselves.
+pub const NAMED_INPUTS: &[TargetKind] = &[
+    TargetKind::Args,
+    TargetKind::BodyArgs,
+    TargetKind::Json,
+    TargetKind::Xml,
+    TargetKind::Cookies,
+    TargetKind::Files,
+];
+
 impl TargetKind {
     /// The name used in rule files and logs.
     pub fn label(self) -> &'static str {
@@ -171,8 +182,10 @@ pub struct TargetSpec {
 }
 
 impl TargetSpec {
-    /// Parses `kind` or `kind:name`; `inputs` expands to [`INPUTS`]; `input_headers` is every
-    /// header except the [`STRUCTURED_HEADERS`].
+    /// Parses `kind` or `kind:name`; `inputs` expands to [`INPUTS`], and `inputs:name` to the
+    /// [`NAMED_INPUTS`] of that name (the query or form argument, top-level JSON key, XML element,
+    /// cookie or multipart field called so); `input_headers` is every header except the
+    /// [`STRUCTURED_HEADERS`].
     pub fn parse(text: &str) -> Result<Vec<TargetSpec>, String> {
         let (kind, name) = match text.split_once(':') {
             Some((k, n)) => (k.trim(), Some(n.trim())),
@@ -189,14 +202,16 @@ impl TargetSpec {
             }]);
         }
         if kind == "inputs" {
-            if name.is_some() {
-                return Err("`inputs` cannot be narrowed to a name".into());
-            }
-            return Ok(INPUTS
+            let (kinds, name) = match name {
+                Some("") => return Err(format!("target {text:?} has an empty name")),
+                Some(n) => (NAMED_INPUTS, Some(n)),
+                None => (INPUTS, None),
+            };
+            return Ok(kinds
                 .iter()
                 .map(|k| TargetSpec {
                     kind: *k,
-                    name: None,
+                    name: name.map(str::to_string),
                     except: &[],
                 })
                 .collect());
@@ -287,6 +302,37 @@ mod tests {
             .unwrap_err()
             .contains("unknown target"));
         assert!(TargetSpec::parse("args:").is_err());
+        assert!(TargetSpec::parse("inputs:").is_err());
+        assert!(TargetSpec::parse("input_headers:x").is_err());
+    }
+
+    #[test]
+    fn inputs_narrowed_to_a_name() {
+        let specs = TargetSpec::parse("inputs:returnTo").unwrap();
+        let kinds: Vec<TargetKind> = specs.iter().map(|t| t.kind).collect();
+        assert_eq!(kinds, NAMED_INPUTS);
+        assert!(specs.iter().all(|t| t.name.as_deref() == Some("returnTo")));
+        let item = |kind, name: &'static str| Item {
+            kind,
+            name: name.into(),
+            value: "x".into(),
+        };
+        let selected = |i: &Item<'_>| specs.iter().any(|t| t.selects(i));
+        for kind in NAMED_INPUTS {
+            assert!(selected(&item(*kind, "returnTo")), "{kind:?}");
+            assert!(
+                !selected(&item(*kind, "returnto")),
+                "{kind:?}: names keep their case"
+            );
+            assert!(!selected(&item(*kind, "next")), "{kind:?}");
+        }
+        // Names are not values: a query argument called `returnTo` is selected through
+        // `args:returnTo`, not through its name item; headers are not inputs.
+        assert!(!selected(&item(TargetKind::ArgsNames, "returnTo")));
+        assert!(!selected(&item(TargetKind::Headers, "returnTo")));
+        // A nested JSON key has a dotted path, so only the top-level one is selected.
+        assert!(!selected(&item(TargetKind::Json, "user.returnTo")));
+        assert_eq!(specs[0].to_string(), "args:returnTo");
     }
 
     #[test]
