@@ -58,7 +58,7 @@ impl Operator {
     }
 }
 
-/// libinjection's verdict, less one shape of prose (see [`quoted_prose`]).
+/// libinjection's verdict, less three short shapes that prose takes (see [`prose_shape`]).
 fn sqli(v: &[u8]) -> bool {
     if v.is_empty() {
         return false;
@@ -66,31 +66,56 @@ fn sqli(v: &[u8]) -> bool {
     // `detect_sqli` would fingerprint the value once more after the verdict; `detect` leaves the
     // tokens and fingerprint of the reading that matched in the state.
     let mut st = libinjectionrs::SqliState::new(v, libinjectionrs::SqliFlags::FLAG_NONE);
-    st.detect() && !quoted_prose(v, &st)
+    st.detect() && !prose_shape(v, &st)
 }
 
-/// Whether a match is a string, one operator and a string (`sos`, `s&s`) with words around the
-/// operator. That shape is how the short probes `'='`, `'-'`, `a' or 'b` and `x' < 'y` read, and
-/// also how prose that quotes an operator or a word reads: `the "%" operator is also used for
-/// formatting`, `christmas stocking "not" stuffer`. The probes have next to nothing outside
-/// the operator; prose has words. Three words of two or more letters outside the operator token
-/// make it prose. The price: a comparison padded with prose (`my quick brown fox' < 'z`) is not
-/// seen here; the tautology and quote break-out rules still look at it.
-fn quoted_prose(v: &[u8], st: &libinjectionrs::SqliState) -> bool {
-    if !matches!(&st.fingerprint[..4], b"sos\0" | b"s&s\0") || st.tokens.len() < 3 {
+/// Whether a match is one of three short shapes that prose takes as often as a probe does, told
+/// apart by what stands around the operator:
+/// - a string, one operator and a string (`sos`, `s&s`). The probes `'='`, `'-'`, `a' or 'b`
+///   and `x' < 'y` have next to nothing outside the operator; prose that quotes an operator or a
+///   word has words (`the "%" operator is also used for formatting`, `christmas stocking "not"
+///   stuffer`). Three words of two or more letters outside the operator token make it prose.
+/// - a number, a logical operator and a number (`1&1`). The tautologies `1 and 1=1`,
+///   `-1 or 1=2` and `1 and 1 not between 0 and 1` carry only SQL words; percentages in prose
+///   read the same (`80% acrylic and 20% wool`, `10% off and 20% more`: `%` is SQL's modulo).
+///   Two words outside the operator that are not SQL operator words make it prose.
+/// - a name, a logical operator and a user variable (`n&v`: `john or@var.es`). A user variable
+///   nobody set is NULL, so `name or @x` cannot tell an attacker anything; the server variables
+///   (`or @@version`) stay a match.
+///
+/// The price, written here so it is not forgotten: a comparison or tautology padded with prose
+/// (`my quick brown fox' < 'z`) is not seen by this operator; the tautology and quote break-out
+/// regex rules still look at it.
+fn prose_shape(v: &[u8], st: &libinjectionrs::SqliState) -> bool {
+    if st.tokens.len() < 3 {
         return false;
     }
     let (op, last) = (&st.tokens[1], &st.tokens[2]);
     let left = v.get(..op.pos).unwrap_or_default();
     let right = v.get(last.pos..).unwrap_or_default();
-    words(left) + words(right) >= 3
+    match &st.fingerprint[..4] {
+        b"sos\0" | b"s&s\0" => words(left, |_| true) + words(right, |_| true) >= 3,
+        b"1&1\0" => words(left, not_sql_word) + words(right, not_sql_word) >= 2,
+        b"n&v\0" => right.starts_with(b"@") && !right.starts_with(b"@@"),
+        _ => false,
+    }
 }
 
-/// Runs of two or more ASCII letters.
-fn words(s: &[u8]) -> usize {
+/// Runs of two or more ASCII letters that `keep` accepts.
+fn words(s: &[u8], keep: impl Fn(&[u8]) -> bool) -> usize {
     s.split(|b| !b.is_ascii_alphabetic())
-        .filter(|w| w.len() >= 2)
+        .filter(|w| w.len() >= 2 && keep(w))
         .count()
+}
+
+/// Whether a word is not one of the SQL words a numeric tautology is written with.
+fn not_sql_word(w: &[u8]) -> bool {
+    const SQL: &[&str] = &[
+        "all", "and", "any", "between", "binary", "collate", "div", "escape", "exists", "false",
+        "in", "is", "like", "mod", "not", "null", "or", "regexp", "rlike", "some", "sounds",
+        "true", "xor",
+    ];
+    !SQL.iter().any(|k| k.as_bytes().eq_ignore_ascii_case(w))
 }
 
 fn invalid_url_encoding(v: &str) -> bool {
@@ -247,7 +272,7 @@ mod tests {
     }
 
     #[test]
-    fn sqli_quoted_prose() {
+    fn sqli_prose_shapes() {
         // Prose that quotes an operator or a word: libinjection alone calls these injections.
         for v in [
             "the \"%\" operator is also used for string formatting",
@@ -259,7 +284,20 @@ mod tests {
             assert!(st.detect(), "libinjection no longer flags {v:?}");
             assert!(!Operator::Sqli.eval(v), "{v:?}");
         }
-        // The probes of the same shape, and a tautology, still match.
+        // Percentages in prose read as a numeric tautology; an e-mail-like name as a user
+        // variable.
+        for v in [
+            "80% acrylic and 20% wool",
+            "35% COTTON AND 65% POLYESTER.",
+            "10% off and 20% more",
+            "john or@var.es",
+        ] {
+            let mut st =
+                libinjectionrs::SqliState::new(v.as_bytes(), libinjectionrs::SqliFlags::FLAG_NONE);
+            assert!(st.detect(), "libinjection no longer flags {v:?}");
+            assert!(!Operator::Sqli.eval(v), "{v:?}");
+        }
+        // The probes of the same shapes, and tautologies, still match.
         for v in [
             "'='",
             "'-'",
@@ -269,6 +307,11 @@ mod tests {
             "small \"&\" sign",
             "1' or '1'='1",
             "the quick brown fox' or 1=1--",
+            "1 and 1 not between 0 and 1",
+            "1 AND 1 SOUNDS LIKE 1",
+            "-1 or 1=2",
+            "6444930 and 6=6",
+            "john or @@version",
         ] {
             assert!(Operator::Sqli.eval(v), "{v:?}");
         }
