@@ -273,20 +273,12 @@ mod tests {
 
     #[test]
     fn sqli_prose_shapes() {
-        // Prose that quotes an operator or a word: libinjection alone calls these injections.
+        // libinjection alone calls these injections: prose that quotes an operator or a word,
+        // percentages read as a numeric tautology, an e-mail-like name read as a user variable.
         for v in [
             "the \"%\" operator is also used for string formatting",
             "type '+' between the two numbers",
             "christmas stocking \"not\" stuffer",
-        ] {
-            let mut st =
-                libinjectionrs::SqliState::new(v.as_bytes(), libinjectionrs::SqliFlags::FLAG_NONE);
-            assert!(st.detect(), "libinjection no longer flags {v:?}");
-            assert!(!Operator::Sqli.eval(v), "{v:?}");
-        }
-        // Percentages in prose read as a numeric tautology; an e-mail-like name as a user
-        // variable.
-        for v in [
             "80% acrylic and 20% wool",
             "35% COTTON AND 65% POLYESTER.",
             "10% off and 20% more",
