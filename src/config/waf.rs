@@ -162,6 +162,21 @@ impl Compiler<'_> {
                 }
             };
             if let Some(tag) = text.strip_prefix("tag:") {
+                // A tag names a rule's tag or its category; one that no rule carries is a typo
+                // that would silently exclude nothing.
+                if let Some(rs) = rules {
+                    if !rs
+                        .rules
+                        .iter()
+                        .any(|r| *r.category == *tag || r.tags.iter().any(|t| **t == *tag))
+                    {
+                        self.err(
+                            &format!("{base}.rules[{i}]"),
+                            format!("no rule has tag or category {tag:?}"),
+                        );
+                        ok = false;
+                    }
+                }
                 tags.push(tag.to_string());
             } else {
                 if let Some(rs) = rules {

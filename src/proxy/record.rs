@@ -132,12 +132,7 @@ impl GatewayProxy {
         for h in &w.inspection.hits {
             m.waf_rule_matches.with_label_values(&[&*h.id]).inc();
         }
-        let category = w
-            .inspection
-            .hits
-            .first()
-            .map(|h| &*h.category)
-            .unwrap_or("none");
+        let category = w.inspection.lead_category().unwrap_or("none");
         let blocked = refusal == Some(&Refusal::WafBlocked);
         if blocked {
             m.waf_blocks.with_label_values(&[route, category]).inc();

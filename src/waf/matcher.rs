@@ -126,6 +126,10 @@ pub struct Hit {
     pub id: Arc<str>,
     /// Rule category.
     pub category: Arc<str>,
+    /// Anomaly points the rule added (0 unless its action is `score`).
+    pub points: u32,
+    /// The rule's action is `block`.
+    pub blocks: bool,
     /// Up to three `kind:name` labels of the values that matched.
     pub targets: Vec<String>,
 }
@@ -158,6 +162,12 @@ impl Inspection {
             rule: idx,
             id: rule.id.clone(),
             category: rule.category.clone(),
+            points: if rule.action == Action::Score {
+                rule.severity
+            } else {
+                0
+            },
+            blocks: rule.action == Action::Block,
             targets: vec![item.label()],
         });
         match rule.action {
@@ -166,6 +176,21 @@ impl Inspection {
             Action::Allow => self.allow = true,
             Action::Log => {}
         }
+    }
+
+    /// The category a verdict is counted under: that of a rule whose action is `block` if one
+    /// matched, else of the rule that added the most points (the first of equals). A 3-point
+    /// encoding anomaly met first does not name a request that four XSS rules scored.
+    pub fn lead_category(&self) -> Option<&str> {
+        self.hits
+            .iter()
+            .find(|h| h.blocks)
+            .or_else(|| {
+                self.hits
+                    .iter()
+                    .reduce(|best, h| if h.points > best.points { h } else { best })
+            })
+            .map(|h| &*h.category)
     }
 
     /// Whether rule `id` matched.

@@ -452,3 +452,48 @@ fn many_rules_share_one_scan() {
     ids.sort_unstable();
     assert_eq!(ids, vec!["r123", "r499"]);
 }
+
+#[test]
+fn a_verdict_is_counted_under_the_rule_that_weighed_most() {
+    let rules = r#"
+rules:
+  - id: odd-encoding
+    description: a stray percent sign in the raw query
+    category: protocol
+    targets: [query]
+    operator: { contains: "%zz" }
+    severity: warning
+  - id: script-tag
+    description: script tag
+    category: xss
+    targets: [args]
+    transforms: [url-decode, lowercase]
+    operator: { contains: "<script" }
+  - id: kill-switch
+    description: blocks by itself
+    category: policy
+    targets: ["args:kill"]
+    operator: { equals: "1" }
+    severity: notice
+    action: block
+"#;
+    let w = waf(rules, &[1]);
+    let policy = WafPolicy::default();
+    let scored = sample("GET", "/x?a=%zz&q=%3Cscript%3E", &[], None);
+    let insp = w.inspect_sample(&scored, &policy);
+    // The raw query is looked at before the arguments, so the weaker rule matched first.
+    assert_eq!(&*insp.hits[0].id, "odd-encoding");
+    assert_eq!(insp.lead_category(), Some("xss"));
+    let only_encoding = sample("GET", "/x?a=%zz", &[], None);
+    assert_eq!(
+        w.inspect_sample(&only_encoding, &policy).lead_category(),
+        Some("protocol")
+    );
+    let blocked = sample("GET", "/x?q=%3Cscript%3E&kill=1", &[], None);
+    assert_eq!(
+        w.inspect_sample(&blocked, &policy).lead_category(),
+        Some("policy")
+    );
+    let clean = sample("GET", "/x?q=hello", &[], None);
+    assert_eq!(w.inspect_sample(&clean, &policy).lead_category(), None);
+}

@@ -169,7 +169,6 @@ pub(super) fn decode_entity(s: &str) -> Option<(char, usize)> {
         };
         let digits = s[start..]
             .bytes()
-            .take(64)
             .take_while(|c| c.is_ascii_hexdigit() && (radix == 16 || c.is_ascii_digit()))
             .count();
         // Leading zeros are allowed, any number of them; what follows must fit a char.
@@ -248,9 +247,11 @@ pub fn js_decode(s: &str) -> Option<String> {
             },
             'u' | 'U' => {
                 if chars.get(i + 2) == Some(&'{') {
-                    let end = chars[i + 3..].iter().position(|c| *c == '}');
+                    // At most six digits fit a char: the brace is looked for no further, so a
+                    // value of many unclosed `\u{` stays linear.
+                    let end = chars[i + 3..].iter().take(7).position(|c| *c == '}');
                     match end.and_then(|e| hexval(&chars[i + 3..i + 3 + e]).map(|v| (v, e))) {
-                        Some((v, e)) if e <= 6 => {
+                        Some((v, e)) if (1..=6).contains(&e) => {
                             out.push(char::from_u32(v).unwrap_or('\u{fffd}'));
                             i += 4 + e;
                         }

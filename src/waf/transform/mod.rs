@@ -224,28 +224,37 @@ fn comments(s: &str, replacement: &str) -> Option<String> {
         return None;
     }
     let mut out = String::with_capacity(s.len());
-    let mut rest = s;
+    // Offsets into `s`. The next opener of each kind is searched again only once the scan has
+    // passed it (an absent one stays absent): searching both from every comment would make a
+    // value of many `/**/` and no `<!--` quadratic.
+    let mut at = 0;
+    let mut next_c = s.find("/*");
+    let mut next_h = s.find("<!--");
     loop {
-        let c = rest.find("/*");
-        let h = rest.find("<!--");
-        let (start, open, close) = match (c, h) {
+        if next_c.is_some_and(|c| c < at) {
+            next_c = s[at..].find("/*").map(|c| c + at);
+        }
+        if next_h.is_some_and(|h| h < at) {
+            next_h = s[at..].find("<!--").map(|h| h + at);
+        }
+        let (start, open, close) = match (next_c, next_h) {
             (Some(c), Some(h)) if h < c => (h, "<!--", "-->"),
             (Some(c), _) => (c, "/*", "*/"),
             (None, Some(h)) => (h, "<!--", "-->"),
             (None, None) => break,
         };
-        out.push_str(&rest[..start]);
+        out.push_str(&s[at..start]);
         out.push_str(replacement);
-        let after = &rest[start + open.len()..];
-        match after.find(close) {
-            Some(e) => rest = &after[e + close.len()..],
+        let body = start + open.len();
+        match s[body..].find(close) {
+            Some(e) => at = body + e + close.len(),
             None => {
-                rest = "";
+                at = s.len();
                 break;
             }
         }
     }
-    out.push_str(rest);
+    out.push_str(&s[at..]);
     Some(out)
 }
 
@@ -367,6 +376,19 @@ mod tests {
             t(Transform::HtmlEntityDecode, "Tom & Jerry &unknown;"),
             "Tom & Jerry &unknown;"
         );
+        // Browsers take any number of leading zeros.
+        let padded = format!("javascript&#{}58;alert(1)", "0".repeat(100));
+        assert_eq!(
+            t(Transform::HtmlEntityDecode, &padded),
+            "javascript:alert(1)"
+        );
+        let padded_hex = format!("&#x{}3c;", "0".repeat(70));
+        assert_eq!(t(Transform::HtmlEntityDecode, &padded_hex), "<");
+        // Too large for a char, however written: left as it was.
+        assert_eq!(
+            t(Transform::HtmlEntityDecode, "&#123456789012;x"),
+            "&#123456789012;x"
+        );
     }
 
     #[test]
@@ -381,6 +403,11 @@ mod tests {
         );
         assert_eq!(t(Transform::JsDecode, r"w\ho\am\i"), r"w\ho\am\i");
         assert_eq!(t(Transform::JsDecode, r"C:\xampp\users"), r"C:\xampp\users");
+        // A braced escape holds at most six digits; an unclosed one is kept as written.
+        assert_eq!(t(Transform::JsDecode, r"\u{00003c}"), "<");
+        assert_eq!(t(Transform::JsDecode, r"\u{000003c}"), r"\u{000003c}");
+        let unclosed = r"\u{".repeat(1000) + "}";
+        assert_eq!(t(Transform::JsDecode, &unclosed), unclosed);
     }
 
     #[test]
@@ -411,6 +438,17 @@ mod tests {
             "UNION SELECT 1"
         );
         assert_eq!(t(Transform::RemoveComments, "a/* never closed"), "a");
+        assert_eq!(
+            t(
+                Transform::RemoveComments,
+                "a<!--x-->b/*y*/c<!--z-->d/*<!--*/e-->f"
+            ),
+            "abcde-->f"
+        );
+        assert_eq!(
+            t(Transform::ReplaceComments, &"s/**/".repeat(1000)),
+            "s ".repeat(1000)
+        );
     }
 
     #[test]
