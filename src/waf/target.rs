@@ -43,8 +43,15 @@ pub enum TargetKind {
     JsonPaths,
     /// XML text and attribute values.
     Xml,
-    /// The raw body (up to the inspection limit).
+    /// The raw body (up to the inspection limit) of a body no parser applied to, when it is text.
     Body,
+    /// The same, when the body is binary data (an image, an archive, protobuf): for rules on
+    /// binary structure (the magic bytes of a serialized object). Text rules read over random
+    /// bytes find markup and shell syntax in them by chance.
+    BinaryBody,
+    /// The runs of text in a binary body: for rules that find code hidden in a file (a PHP or
+    /// script tag after the image data).
+    BodyText,
     /// The client address.
     RemoteAddr,
 }
@@ -69,6 +76,8 @@ pub const KINDS: &[(&str, TargetKind)] = &[
     ("json_paths", TargetKind::JsonPaths),
     ("xml", TargetKind::Xml),
     ("body", TargetKind::Body),
+    ("binary_body", TargetKind::BinaryBody),
+    ("body_text", TargetKind::BodyText),
     ("remote_addr", TargetKind::RemoteAddr),
 ];
 
@@ -120,6 +129,8 @@ impl TargetKind {
                 | TargetKind::JsonPaths
                 | TargetKind::Xml
                 | TargetKind::Body
+                | TargetKind::BinaryBody
+                | TargetKind::BodyText
         )
     }
 
