@@ -71,8 +71,9 @@ def wait_port(port, timeout=20):
     return False
 
 
-def install():
-    pkgs = ["wrk", "nginx", "libnginx-mod-http-modsecurity", "modsecurity-crs", "haproxy"]
+def install(pkgs=("wrk", "nginx", "libnginx-mod-http-modsecurity", "modsecurity-crs", "haproxy")):
+    """Puts in `pkgs` with apt-get (benches/corpus-compare.py passes only the ones it needs) and
+    stops the services Debian starts with them, so they do not hold ports or CPU."""
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(["apt-get", "update"], check=False, env=env, stdout=subprocess.DEVNULL)
     subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *pkgs], check=True, env=env,
@@ -139,13 +140,19 @@ class Proc:
                 pass
 
 
-def nginx_conf(name, port, tls_port, origin_port, modsec_pl=None, origin=False):
+def nginx_conf(name, port, tls_port, origin_port, modsec_pl=None, origin=False, modsec_threshold=None):
+    """Writes WORK/<name>/nginx.conf: an origin (`return 200`), a plain reverse proxy to
+    origin_port, or with modsec_pl the same proxy with ModSecurity and CRS at that paranoia level.
+    modsec_threshold sets CRS's inbound anomaly threshold explicitly (left out: CRS's default, 5)."""
     d = os.path.join(WORK, name)
     os.makedirs(d, exist_ok=True)
     load = f"load_module {NGINX_MODSEC_MODULE};\n" if modsec_pl else ""
     modsec = ""
     if modsec_pl:
         rules = os.path.join(d, "modsec.conf")
+        threshold = ("" if modsec_threshold is None else
+                     f'SecAction "id:900110,phase:1,nolog,pass,t:none,'
+                     f'setvar:tx.inbound_anomaly_score_threshold={modsec_threshold}"\n')
         with open(rules, "w") as f:
             f.write(f"""
 SecRuleEngine On
@@ -161,7 +168,7 @@ SecRule REQUEST_HEADERS:Content-Type "^(?:application(?:/soap\\+|/)|text/)xml" "
 SecRule REQUEST_HEADERS:Content-Type "^application/json" "id:200001,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=JSON"
 Include /etc/modsecurity/crs/crs-setup.conf
 SecAction "id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level={modsec_pl}"
-Include {CRS_DIR}/rules/*.conf
+{threshold}Include {CRS_DIR}/rules/*.conf
 """)
         modsec = f"modsecurity on;\n        modsecurity_rules_file {rules};"
     body = 'return 200 "ok\\n";' if origin else f"""proxy_pass http://origin;
