@@ -57,6 +57,11 @@ struct KindPlan {
     nodes: Vec<usize>,
     set: Option<RegexSet>,
     set_rules: Vec<usize>,
+    /// Each pattern of `set` on its own, for the values the set matches: which of its patterns
+    /// match is found one small automaton at a time. The set's own overlapping search needs
+    /// an automaton tracking every pattern at once, which attack values (each new to it) make
+    /// it build state by state, or hand over to the much slower PikeVM when its cache fills.
+    set_each: Vec<Regex>,
     ac: Option<AhoCorasick>,
     ac_rules: Vec<usize>,
     single: Vec<(usize, Single)>,
@@ -363,9 +368,8 @@ impl KindPlan {
                 // Most values match nothing: a plain search can stop at the first match,
                 // and only then is the slower all-patterns search needed.
                 if set.is_match(v.as_bytes()) {
-                    for i in set.matches(v.as_bytes()).iter() {
-                        let r = self.set_rules[i];
-                        if on_text(r) {
+                    for (&r, re) in self.set_rules.iter().zip(&self.set_each) {
+                        if on_text(r) && !matched.contains(&r) && re.is_match(v.as_bytes()) {
                             hit(r, matched);
                         }
                     }
@@ -400,6 +404,15 @@ impl KindPlan {
             }
         }
     }
+}
+
+/// One rule's regex, compiled as the set compiles it (bytes, Unicode classes off).
+fn single_regex(id: &str, pattern: &str) -> Result<Regex, String> {
+    regex::bytes::RegexBuilder::new(pattern)
+        .unicode(false)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .build()
+        .map_err(|e| format!("rule {id}: {e}"))
 }
 
 fn build_plan(
@@ -443,6 +456,7 @@ fn build_plan(
     }
     let mut patterns = Vec::new();
     let mut set_rules = Vec::new();
+    let mut set_each = Vec::new();
     let mut phrases = Vec::new();
     let mut ac_rules = Vec::new();
     let mut single = Vec::new();
@@ -452,6 +466,7 @@ fn build_plan(
             (Operator::Regex(p), false) => {
                 patterns.push(p.as_str());
                 set_rules.push(r);
+                set_each.push(single_regex(&rule.id, p)?);
             }
             (Operator::Phrases(list), false) => {
                 for p in list {
@@ -460,12 +475,7 @@ fn build_plan(
                 }
             }
             (Operator::Regex(p), true) => {
-                let re = regex::bytes::RegexBuilder::new(p)
-                    .unicode(false)
-                    .size_limit(REGEX_SIZE_LIMIT)
-                    .build()
-                    .map_err(|e| format!("rule {}: {e}", rule.id))?;
-                single.push((r, Single::Regex(re)));
+                single.push((r, Single::Regex(single_regex(&rule.id, p)?)));
             }
             (Operator::Phrases(list), true) => {
                 let ac = AhoCorasick::new(list).map_err(|e| format!("rule {}: {e}", rule.id))?;
@@ -499,6 +509,7 @@ fn build_plan(
         nodes,
         set,
         set_rules,
+        set_each,
         ac,
         ac_rules,
         single,
