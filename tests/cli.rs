@@ -1,4 +1,5 @@
-//! The `portcullis` binary: `check` golden outputs, `run` with SIGHUP reload, `proxy` zero-config.
+//! The `portcullis` binary: `check` golden outputs, `run` with SIGHUP reload, `proxy` zero-config,
+//! `corpus replay` scoring a live gateway against its control.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -205,5 +206,125 @@ async fn sigterm_lets_in_flight_requests_finish_then_exits() {
         p.stderr().contains("graceful shutdown: drained"),
         "{}",
         p.stderr()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corpus_replay_scores_a_live_gateway_against_its_control() {
+    let be = Backend::start("be");
+    let upstream = be.addr.to_string();
+    let proxy = |extra: &[&str]| {
+        let mut args = vec!["proxy", "--listen", "127.0.0.1:0", "--upstream", &upstream];
+        args.extend_from_slice(extra);
+        Process::spawn(&args, &["main"])
+    };
+    let waf = proxy(&[]);
+    let control = proxy(&["--no-waf"]);
+    let dir = tempfile::tempdir().unwrap();
+    // Three attacks (one the rules cannot see), two benign requests (one the rules refuse) and
+    // a record expected to be blocked only at paranoia 3, which a replay at 1 leaves out.
+    let record = |id: &str, cat: &str, expect: &str, target: &str, extra: &str| {
+        format!(
+            r#"{{"id":"{id}","source":"t","category":"{cat}","expect":"{expect}","method":"GET","target":"{target}","headers":[]{extra}}}"#
+        )
+    };
+    let corpus = [
+        record(
+            "a1",
+            "sqli",
+            "block",
+            "/?q=1%27%20union%20select%20password%20from%20users--",
+            "",
+        ),
+        record(
+            "a2",
+            "xss",
+            "block",
+            "/?q=%3Cscript%3Ealert(1)%3C/script%3E",
+            "",
+        ),
+        record("a3", "xss", "block", "/?q=hello%20world", ""),
+        record("b1", "benign", "pass", "/?q=select%20a%20plan", ""),
+        record(
+            "b2",
+            "benign",
+            "pass",
+            "/?q=%3Cscript%3Ealert(2)%3C/script%3E",
+            "",
+        ),
+        record("p3", "sqli", "block", "/?q=plain", r#","pl":3"#),
+    ]
+    .join("\n");
+    let file = dir.path().join("t.jsonl");
+    std::fs::write(&file, corpus + "\n").unwrap();
+    let summary = dir.path().join("summary.json");
+    let floors = dir.path().join("floors.json");
+    let args: Vec<String> = [
+        "corpus",
+        "replay",
+        file.to_str().unwrap(),
+        "--url",
+        &format!("http://{}", waf.addr("main")),
+        "--control",
+        &format!("http://{}", control.addr("main")),
+        "--workers",
+        "2",
+        "--pl",
+        "1",
+        "--summary",
+        summary.to_str().unwrap(),
+        "--floors",
+        floors.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    // Replays with a detection floor of `floor` (the false-positive ceiling is 0.6).
+    let replay = move |floor: f64| {
+        let args = args.clone();
+        let floors = floors.clone();
+        tokio::task::spawn_blocking(move || {
+            std::fs::write(
+                &floors,
+                format!(r#"{{"sources":{{"t":{{"min_tpr":{floor},"max_fpr":0.6}}}}}}"#),
+            )
+            .unwrap();
+            Command::new(bin()).args(&args).output().unwrap()
+        })
+    };
+    let out = replay(0.6).await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    let t = &s["report"]["sources"]["t"];
+    assert_eq!(t["n"], 5, "{t}");
+    assert_eq!(t["above_pl"], 1, "{t}");
+    assert_eq!(
+        (t["n_block"].clone(), t["tp"].clone()),
+        (3.into(), 2.into()),
+        "{t}"
+    );
+    assert_eq!(
+        (t["n_pass"].clone(), t["tn"].clone()),
+        (2.into(), 1.into()),
+        "{t}"
+    );
+    assert_eq!(s["report"]["categories"]["t"]["xss"]["tp"], 1, "{s}");
+    // The five scored records reached the backend through the control, and two (a3, b1)
+    // through the WAF; the record above the paranoia level was not sent.
+    assert_eq!(be.count(), 5 + 2);
+
+    // Detection 2/3 is below a floor of 0.7: the replay fails.
+    let out = replay(0.7).await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
     );
 }

@@ -411,6 +411,17 @@ mod tests {
     }
 
     #[test]
+    fn trim_removes_only_the_outer_whitespace() {
+        assert_eq!(t(Transform::Trim, " \t\r\n1 or 1=1 \n"), "1 or 1=1");
+        assert_eq!(t(Transform::Trim, "a  b"), "a  b");
+        assert_eq!(t(Transform::Trim, " \u{a0}x\u{3000}"), "x");
+        assert!(matches!(
+            Transform::Trim.apply(Cow::Borrowed("as is")),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
     fn paths() {
         assert_eq!(
             t(Transform::NormalizePath, r"..\..\windows\win.ini"),
