@@ -232,7 +232,7 @@ pub fn body_kind(content_type: Option<&str>) -> BodyKind {
 }
 
 /// Items of a (buffered) body. `Ok(false)` when the body did not parse as its content type
-/// said (it is then inspected whole: [`whole_body`]); `Err` when it goes past a limit, with the items
+/// said (it is then inspected whole, text or binary); `Err` when it goes past a limit, with the items
 /// found up to there.
 pub fn body_items<'a>(
     content_type: Option<&'a str>,
