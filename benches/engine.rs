@@ -126,11 +126,9 @@ impl Naive {
             .iter()
             .filter(|r| r.paranoia <= 1)
             .filter_map(|r| match &r.operator {
-                portcullis::waf::operator::Operator::Regex(p) => regex::bytes::RegexBuilder::new(p)
-                    .unicode(false)
-                    .build()
-                    .ok()
-                    .map(|re| (r.targets.clone(), rs.chains[r.chain].clone(), re)),
+                portcullis::waf::operator::Operator::Regex(p) => {
+                    Some((r.targets.clone(), rs.chains[r.chain].clone(), p.re.clone()))
+                }
                 _ => None,
             })
             .collect();

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::operator::{compile_operator, Operator, REGEX_SIZE_LIMIT};
+use super::operator::{compile_operator, Operator};
 use super::ruleset::{parse_targets, parse_transforms};
 use super::schema::ConditionEntry;
 use super::target::{Item, TargetSpec};
@@ -74,17 +74,7 @@ pub(super) fn compile(
     );
     let transforms = parse_transforms(&c.transforms, &mut err);
     let test = match compile_operator(doc, &c.operator, &mut err, files)? {
-        Operator::Regex(p) => match regex::bytes::RegexBuilder::new(&p)
-            .unicode(false)
-            .size_limit(REGEX_SIZE_LIMIT)
-            .build()
-        {
-            Ok(re) => ConditionTest::Regex(re),
-            Err(e) => {
-                err("operator.regex", format!("invalid regex: {e}"));
-                return None;
-            }
-        },
+        Operator::Regex(r) => ConditionTest::Regex(r.re),
         Operator::Phrases(list) => match aho_corasick::AhoCorasick::new(&list) {
             Ok(ac) => ConditionTest::Phrases(ac),
             Err(e) => {

@@ -16,7 +16,7 @@ use foldhash::fast::RandomState;
 use regex::bytes::{Regex, RegexSet, RegexSetBuilder};
 
 use super::memo::HeadMemo;
-use super::operator::{Operator, REGEX_SIZE_LIMIT};
+use super::operator::Operator;
 use super::ruleset::{Action, Rule, RuleSet};
 use super::target::{Item, TargetKind, TargetSpec, KINDS};
 use super::texts::{Texts, UNSET};
@@ -406,15 +406,6 @@ impl KindPlan {
     }
 }
 
-/// One rule's regex, compiled as the set compiles it (bytes, Unicode classes off).
-fn single_regex(id: &str, pattern: &str) -> Result<Regex, String> {
-    regex::bytes::RegexBuilder::new(pattern)
-        .unicode(false)
-        .size_limit(REGEX_SIZE_LIMIT)
-        .build()
-        .map_err(|e| format!("rule {id}: {e}"))
-}
-
 fn build_plan(
     rs: &RuleSet,
     trie: &ChainTrie,
@@ -464,9 +455,9 @@ fn build_plan(
         let rule = &rs.rules[r];
         match (&rule.operator, rule.negate) {
             (Operator::Regex(p), false) => {
-                patterns.push(p.as_str());
+                patterns.push(p.pattern.as_str());
                 set_rules.push(r);
-                set_each.push(single_regex(&rule.id, p)?);
+                set_each.push(p.re.clone());
             }
             (Operator::Phrases(list), false) => {
                 for p in list {
@@ -475,7 +466,7 @@ fn build_plan(
                 }
             }
             (Operator::Regex(p), true) => {
-                single.push((r, Single::Regex(single_regex(&rule.id, p)?)));
+                single.push((r, Single::Regex(p.re.clone())));
             }
             (Operator::Phrases(list), true) => {
                 let ac = AhoCorasick::new(list).map_err(|e| format!("rule {}: {e}", rule.id))?;

@@ -15,8 +15,10 @@ pub const REGEX_SIZE_LIMIT: usize = 2 * 1024 * 1024;
 /// A compiled operator.
 #[derive(Debug, Clone)]
 pub enum Operator {
-    /// Regular expression (run in a set).
-    Regex(String),
+    /// Regular expression: run in a set with the other rules' patterns, and compiled on its own
+    /// once, at load, for what the set cannot tell (which patterns matched, negated rules,
+    /// conditions).
+    Regex(RegexOp),
     /// Phrases (run in an Aho-Corasick automaton).
     Phrases(Vec<String>),
     /// libinjection SQLi.
@@ -33,6 +35,15 @@ pub enum Operator {
     LengthGt(usize),
     /// Malformed percent-encoding.
     InvalidUrlEncoding,
+}
+
+/// A rule's regex: its text (for the sets) and the regex compiled from it.
+#[derive(Debug, Clone)]
+pub struct RegexOp {
+    /// The pattern as written.
+    pub pattern: String,
+    /// The pattern compiled on its own (bytes, Unicode classes off, size-limited).
+    pub re: regex::bytes::Regex,
 }
 
 impl Operator {
@@ -162,21 +173,26 @@ pub(super) fn compile_operator(
                 );
                 return None;
             }
-            if let Err(e) = regex::bytes::RegexBuilder::new(p)
+            match regex::bytes::RegexBuilder::new(p)
                 .unicode(false)
                 .size_limit(REGEX_SIZE_LIMIT)
                 .build()
             {
-                let msg = e.to_string();
-                let last = msg
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("invalid");
-                err("operator.regex", format!("invalid regex: {}", last.trim()));
-                return None;
+                Ok(re) => Operator::Regex(RegexOp {
+                    pattern: p.clone(),
+                    re,
+                }),
+                Err(e) => {
+                    let msg = e.to_string();
+                    let last = msg
+                        .lines()
+                        .rev()
+                        .find(|l| !l.trim().is_empty())
+                        .unwrap_or("invalid");
+                    err("operator.regex", format!("invalid regex: {}", last.trim()));
+                    return None;
+                }
             }
-            Operator::Regex(p.clone())
         }
         OperatorSpec::Phrases(list) => {
             if list.is_empty() || list.iter().any(String::is_empty) {
