@@ -13,6 +13,7 @@
 
 pub mod builtin;
 pub mod condition;
+pub mod inspection;
 pub mod matcher;
 mod memo;
 pub mod operator;
@@ -28,7 +29,8 @@ pub mod transform;
 
 use std::path::PathBuf;
 
-pub use matcher::{Hit, Inspection, Matcher};
+pub use inspection::{Hit, Inspection};
+pub use matcher::Matcher;
 pub use parse::{decode_body, CodingError, Exceeded, ParseLimits, RequestView, DECODED_CODINGS};
 pub use policy::{Exclusion, Mode, OnBodyLimit, WafPolicy};
 pub use ruleset::{Action, Rule, RuleSet};

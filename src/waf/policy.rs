@@ -1,6 +1,6 @@
 //! Per-route WAF policy: mode, paranoia level, anomaly threshold, exclusions and body handling.
 
-use super::matcher::Inspection;
+use super::inspection::Inspection;
 use super::ruleset::Rule;
 use super::target::{Item, TargetSpec};
 
