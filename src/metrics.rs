@@ -176,7 +176,7 @@ impl Metrics {
         let waf_body_limit = IntCounterVec::new(
             Opts::new(
                 "portcullis_waf_body_limit_total",
-                "Request bodies past an inspection limit, by route, action (rejected or passed) and limit (body_limit, max_json_depth, max_multipart_parts, max_body_args, content_encoding).",
+                "Request bodies past an inspection limit, by route, action (rejected or passed) and limit (body_limit, max_json_depth, max_multipart_parts, max_body_args, content_encoding, unknown_length).",
             ),
             &["route", "action", "limit"],
         )

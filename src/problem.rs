@@ -57,6 +57,8 @@ pub enum Refusal {
     WafBlocked,
     /// 413: the body is larger than the route allows.
     BodyTooLarge,
+    /// 411: a body of unknown length too long for the WAF to hold back from the backend.
+    LengthRequired,
     /// 400: the body nests deeper, or holds more parts or arguments, than the `limits` field
     /// named allows.
     BodyTooComplex(&'static str),
@@ -125,6 +127,7 @@ impl Refusal {
             Refusal::IpDenied | Refusal::WafBlocked | Refusal::ClientCertRequired => 403,
             Refusal::HttpsRedirect { .. } => 308,
             Refusal::BodyTooLarge => 413,
+            Refusal::LengthRequired => 411,
             Refusal::AmbiguousFraming
             | Refusal::MissingHost
             | Refusal::InvalidTarget
@@ -159,6 +162,7 @@ impl Refusal {
             Refusal::HttpsRedirect { .. } => "https_redirect",
             Refusal::WafBlocked => "waf_blocked",
             Refusal::BodyTooLarge => "body_too_large",
+            Refusal::LengthRequired => "length_required",
             Refusal::BodyTooComplex(_) => "body_too_complex",
             Refusal::AmbiguousFraming => "ambiguous_framing",
             Refusal::UnsupportedTransferCoding => "unsupported_transfer_coding",
@@ -189,6 +193,7 @@ impl Refusal {
             308 => "Permanent Redirect",
             404 => "Not Found",
             405 => "Method Not Allowed",
+            411 => "Length Required",
             413 => "Content Too Large",
             415 => "Unsupported Media Type",
             408 => "Request Timeout",
@@ -215,6 +220,9 @@ impl Refusal {
             Refusal::HttpsRedirect { .. } => "This service is available over HTTPS only.",
             Refusal::WafBlocked => "The request was blocked by the security policy.",
             Refusal::BodyTooLarge => "The request body is larger than this route accepts.",
+            Refusal::LengthRequired => {
+                "A request body over 64 KiB must be sent with a Content-Length on this route, so that it can be inspected before it is forwarded."
+            }
             Refusal::BodyTooComplex(_) => {
                 "The request body nests deeper, or holds more parts or fields, than this gateway inspects."
             }
@@ -344,6 +352,7 @@ mod tests {
             },
             Refusal::WafBlocked,
             Refusal::BodyTooLarge,
+            Refusal::LengthRequired,
             Refusal::RateLimited { retry_after: 3 },
             Refusal::NoHealthyBackend,
             Refusal::BadGateway,

@@ -11,9 +11,8 @@ use crate::waf::ruleset::{self, RuleSet, RuleSource};
 use crate::waf::target::TargetSpec;
 use crate::waf::{Exclusion, Mode, OnBodyLimit, WafPolicy};
 
-/// Largest body the gateway can hold back from the backend while it inspects it: Pingora
-/// replays at most this much of a consumed body to the upstream.
-pub const MAX_BODY_LIMIT: u64 = 64 * 1024;
+/// Largest `body_limit`: the most memory one request may hold while its body is inspected.
+pub const MAX_BODY_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// The global WAF settings and the loaded rules.
 pub struct WafGlobal {
@@ -125,7 +124,7 @@ impl Compiler<'_> {
         if limit > MAX_BODY_LIMIT {
             self.err(
                 path,
-                format!("{limit} bytes is more than the {MAX_BODY_LIMIT} bytes (64KiB) the gateway can hold for inspection"),
+                format!("{limit} bytes is more than the {MAX_BODY_LIMIT} bytes (16MiB) the gateway holds for inspection"),
             );
             return false;
         }

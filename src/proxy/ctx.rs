@@ -60,6 +60,9 @@ pub struct RequestCtx {
     pub connect_failures: usize,
     /// Request body bytes passed on so far (checked against `limits.max_body_size`).
     pub body_bytes: u64,
+    /// The request body, read whole by the WAF; `request_body_filter` sends it to the backend
+    /// in place of the tail Pingora replays.
+    pub held_body: Option<bytes::Bytes>,
 }
 
 impl RequestCtx {
@@ -91,6 +94,7 @@ impl RequestCtx {
             upstream_error: None,
             connect_failures: 0,
             body_bytes: 0,
+            held_body: None,
         }
     }
 

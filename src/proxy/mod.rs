@@ -166,9 +166,20 @@ impl ProxyHttp for GatewayProxy {
         &self,
         session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if let Some(held) = &ctx.held_body {
+            // The WAF read the whole body, and Pingora offers the tail it kept: send all of it
+            // (again, on a retry to another backend). Its size was checked when it was read.
+            if end_of_stream {
+                *body = Some(held.clone());
+                ctx.body_bytes = held.len() as u64;
+            } else {
+                *body = Some(Bytes::new());
+            }
+            return Ok(());
+        }
         // A declared length was checked with the head; a chunked body is counted as it streams.
         if let Some(b) = body {
             ctx.body_bytes += b.len() as u64;

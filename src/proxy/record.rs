@@ -145,6 +145,9 @@ impl GatewayProxy {
                 Some(("passed", "body_limit", "over_limit_passed"))
             }
             BodyInspection::Rejected => Some(("rejected", "body_limit", "over_limit_rejected")),
+            BodyInspection::LengthRequired => {
+                Some(("rejected", "unknown_length", "unknown_length_rejected"))
+            }
             BodyInspection::PassedPartly(e) => Some(("passed", e.setting(), exceeded_log(e, true))),
             BodyInspection::RejectedComplex(e) => {
                 Some(("rejected", e.setting(), exceeded_log(e, false)))

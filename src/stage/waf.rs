@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
 use super::{Stage, Verdict};
@@ -27,6 +27,10 @@ pub enum BodyInspection {
     PassedUninspected,
     /// Larger than the limit; refused with 413.
     Rejected,
+    /// Of unknown length (chunked, or HTTP/2 without `Content-Length`) and longer than
+    /// [`REPLAY_WINDOW`]: it could not be held back and handed on whole, so it was refused with
+    /// 411.
+    LengthRequired,
     /// Past a structure limit (nesting, parts, arguments); inspected up to it and forwarded
     /// (`on_body_limit: pass`).
     PassedPartly(Exceeded),
@@ -67,10 +71,22 @@ impl WafStage {
     }
 }
 
+/// The most of a request body Pingora keeps, once read, to send on to the backend (its retry
+/// buffer). A body the WAF reads is handed to the backend whole by the proxy's
+/// `request_body_filter`, which Pingora calls only when that buffer holds the end of the body.
+/// With a declared `Content-Length` the buffer is switched on for the last this-many bytes, so
+/// any body up to the route's `body_limit` can be held; a body of unknown length can be held
+/// only while all of it fits.
+pub const REPLAY_WINDOW: usize = 64 * 1024;
+
 enum BodyRead {
     Empty,
-    Complete(BytesMut),
-    TooLarge { replayable: bool },
+    Complete(Bytes),
+    TooLarge {
+        replayable: bool,
+    },
+    /// Of unknown length and past [`REPLAY_WINDOW`]: it can no longer be forwarded.
+    LengthRequired,
     Failed,
 }
 
@@ -88,17 +104,35 @@ async fn read_body(session: &mut Session, limit: usize) -> BodyRead {
         // Nothing read yet: the body can stream to the backend untouched.
         return BodyRead::TooLarge { replayable: true };
     }
-    session.as_mut().enable_retry_buffering();
+    // Unknown length: keep every byte read from the start, the only window that is sure to
+    // hold the end of a body that fits in it.
+    let mut replaying = declared.is_none();
+    if replaying {
+        session.as_mut().enable_retry_buffering();
+    }
     let mut buf = BytesMut::with_capacity(declared.map(|n| n as usize).unwrap_or(4096).min(limit));
     loop {
+        if !replaying
+            && declared.is_some_and(|n| n.saturating_sub(buf.len() as u64) <= REPLAY_WINDOW as u64)
+        {
+            // The rest of a declared body fits in the window: what is read from here on is
+            // what Pingora will offer to `request_body_filter`, which sends the whole body.
+            session.as_mut().enable_retry_buffering();
+            replaying = true;
+        }
         match session.as_mut().read_request_body().await {
             Ok(Some(chunk)) => {
                 buf.extend_from_slice(&chunk);
+                let truncated = session.as_ref().retry_buffer_truncated();
                 if buf.len() > limit {
-                    // What was read so far is replayed to the backend from Pingora's retry
-                    // buffer; if even that overflowed, the body cannot be forwarded intact.
-                    let replayable = !session.as_ref().retry_buffer_truncated();
-                    return BodyRead::TooLarge { replayable };
+                    // Unknown length (a declared length was checked above). What was read so
+                    // far is replayed from the window, unless it overflowed.
+                    return BodyRead::TooLarge {
+                        replayable: !truncated,
+                    };
+                }
+                if truncated {
+                    return BodyRead::LengthRequired;
                 }
             }
             Ok(None) => break,
@@ -111,7 +145,7 @@ async fn read_body(session: &mut Session, limit: usize) -> BodyRead {
     if buf.is_empty() {
         BodyRead::Empty
     } else {
-        BodyRead::Complete(buf)
+        BodyRead::Complete(buf.freeze())
     }
 }
 
@@ -237,6 +271,11 @@ impl Stage for WafStage {
                     "The request body could not be read.",
                 ));
             }
+            BodyRead::LengthRequired => {
+                outcome.body = BodyInspection::LengthRequired;
+                ctx.waf = Some(outcome);
+                return Verdict::Respond(Refusal::LengthRequired);
+            }
             BodyRead::TooLarge { replayable } => {
                 if policy.on_body_limit == OnBodyLimit::Pass && replayable {
                     outcome.body = BodyInspection::PassedUninspected;
@@ -247,10 +286,18 @@ impl Stage for WafStage {
                 }
             }
             BodyRead::Complete(buf) => {
+                if buf.len() as u64 > ctx.config.limits.max_body_size.0 {
+                    // A chunked body read past `limits.max_body_size` (a `body_limit` above it).
+                    outcome.body = BodyInspection::Rejected;
+                    ctx.waf = Some(outcome);
+                    return Verdict::Respond(Refusal::BodyTooLarge);
+                }
                 if let Err(refusal) = self.inspect_buffered(session, policy, &buf, &mut outcome) {
                     ctx.waf = Some(outcome);
                     return Verdict::Respond(refusal);
                 }
+                // Pingora replays only the tail of the body; the proxy sends all of it.
+                ctx.held_body = Some(buf);
             }
         }
         let block = outcome.over_threshold && policy.mode == Mode::Block;

@@ -70,7 +70,7 @@ impl Default for WafPolicy {
             paranoia: 1,
             threshold: 5,
             exclusions: Vec::new(),
-            body_limit: 64 * 1024,
+            body_limit: 1024 * 1024,
             on_body_limit: OnBodyLimit::Reject,
         }
     }

@@ -20,7 +20,7 @@ pub struct WafFile {
     /// Anomaly score at which a request is blocked.
     #[serde(default = "five")]
     pub threshold: u32,
-    /// Largest body buffered and inspected (at most 64KiB).
+    /// Largest body buffered and inspected (at most 16MiB).
     #[serde(default = "default_body_limit")]
     pub body_limit: ByteSize,
     /// `reject` (413) or `pass` (forward uninspected) for larger bodies.
@@ -99,7 +99,7 @@ fn five() -> u32 {
     5
 }
 fn default_body_limit() -> ByteSize {
-    ByteSize(64 * 1024)
+    ByteSize(1024 * 1024)
 }
 fn default_on_body_limit() -> OnBodyLimitFile {
     OnBodyLimitFile::Reject
