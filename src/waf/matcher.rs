@@ -26,6 +26,13 @@ use super::transform::Transform;
 const SET_SIZE_LIMIT: usize = 64 * 1024 * 1024;
 /// Lazy-DFA cache limit of one regex set.
 const DFA_SIZE_LIMIT: usize = 16 * 1024 * 1024;
+/// Most patterns in one regex set. A set's lazy DFA tracks all its patterns at once, so its
+/// states multiply with each pattern that can be part-way through a match. With all of a target
+/// kind's hundred-odd patterns in one set, values it had not seen (ordinary prose as much as
+/// attack payloads) made it build states faster than its cache could hold them: 64 KB of JSON
+/// prose took 350 ms. Sixteen to a set scan the same body in 7 ms; smaller sets cost more on
+/// the values a set has seen before (each set is a scan of its own), larger ones risk the cliff.
+const SET_PATTERNS: usize = 16;
 /// Longest body value whose verdict is kept for values met again in the same request.
 const MEMO_VALUE_LEN: usize = 256;
 
@@ -55,9 +62,11 @@ struct KindPlan {
     chains: Vec<(usize, Bits)>,
     /// The trie nodes those chains go through, parents first: a value walks them in one pass.
     nodes: Vec<usize>,
-    set: Option<RegexSet>,
+    /// The kind's regex rules, [`SET_PATTERNS`] to a set, with the range of `set_rules` and
+    /// `set_each` each set holds.
+    sets: Vec<(RegexSet, std::ops::Range<usize>)>,
     set_rules: Vec<usize>,
-    /// Each pattern of `set` on its own, for the values the set matches: which of its patterns
+    /// Each pattern of `sets` on its own, for the values a set matches: which of its patterns
     /// match is found one small automaton at a time. The set's own overlapping search needs
     /// an automaton tracking every pattern at once, which attack values (each new to it) make
     /// it build state by state, or hand over to the much slower PikeVM when its cache fills.
@@ -282,11 +291,14 @@ impl KindPlan {
         for &t in &tx.active {
             let v = tx.text(t, raw);
             let on_text = |r: usize| tx.chain_text[rs.rules[r].chain] == t && selected(r);
-            if let Some(set) = &self.set {
+            for (set, range) in &self.sets {
                 // Most values match nothing: a plain search can stop at the first match,
-                // and only then is the slower all-patterns search needed.
+                // and only then is each pattern tried.
                 if set.is_match(v.as_bytes()) {
-                    for (&r, re) in self.set_rules.iter().zip(&self.set_each) {
+                    let each = self.set_rules[range.clone()]
+                        .iter()
+                        .zip(&self.set_each[range.clone()]);
+                    for (&r, re) in each {
                         if on_text(r) && !matched.contains(&r) && re.is_match(v.as_bytes()) {
                             hit(r, matched);
                         }
@@ -393,18 +405,17 @@ fn build_plan(
             _ => single.push((r, Single::Op)),
         }
     }
-    let set = if patterns.is_empty() {
-        None
-    } else {
-        Some(
-            RegexSetBuilder::new(&patterns)
-                .unicode(false)
-                .size_limit(SET_SIZE_LIMIT)
-                .dfa_size_limit(DFA_SIZE_LIMIT)
-                .build()
-                .map_err(|e| format!("compiling {} regexes together: {e}", patterns.len()))?,
-        )
-    };
+    let mut sets = Vec::new();
+    for (i, chunk) in patterns.chunks(SET_PATTERNS).enumerate() {
+        let set = RegexSetBuilder::new(chunk)
+            .unicode(false)
+            .size_limit(SET_SIZE_LIMIT)
+            .dfa_size_limit(DFA_SIZE_LIMIT)
+            .build()
+            .map_err(|e| format!("compiling {} regexes together: {e}", chunk.len()))?;
+        let start = i * SET_PATTERNS;
+        sets.push((set, start..start + chunk.len()));
+    }
     let ac = if phrases.is_empty() {
         None
     } else {
@@ -416,7 +427,7 @@ fn build_plan(
         rule_sel,
         chains,
         nodes,
-        set,
+        sets,
         set_rules,
         set_each,
         ac,
