@@ -17,7 +17,6 @@ import hashlib
 import http.client
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from load import free_port, wait_port  # noqa: E402
 WORDS = ("order delivery customer invoice shipped parcel address street city payment total "
          "amount notes signed porter morning items confirmed phone front desk weekly report "
          "summary team meeting agenda draft review budget quarter plan").split()
@@ -43,25 +44,6 @@ class Echo(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait_port(port, timeout=20):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on {port}")
 
 
 def sentence(rng):
@@ -149,7 +131,8 @@ def main():
             proc = subprocess.Popen([args.bin, "proxy", "--listen", f"127.0.0.1:{port}",
                                      "--upstream", f"127.0.0.1:{backend_port}", *extra],
                                     stdout=log, stderr=log)
-            wait_port(port)
+            if not wait_port(port):
+                sys.exit(f"the {name} gateway did not start; see {log.name}")
             gateways[name] = (port, proc)
         try:
             rng = random.Random(7)

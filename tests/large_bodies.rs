@@ -44,19 +44,6 @@ fn json_records(size: usize, last: &str) -> String {
     out
 }
 
-/// Bytes that look random (xorshift), the same for the same seed.
-fn noise(seed: u64, n: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// `body` sent in pieces of `piece` bytes without a length (chunked on HTTP/1.1).
 fn streamed(body: &[u8], piece: usize) -> reqwest::Body {
     let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = body
@@ -76,6 +63,13 @@ async fn bodies_up_to_the_default_limit_are_inspected_whole_and_forwarded_intact
         cl.post(gw.url("/api/import"))
             .header("Content-Type", content_type)
             .body(body)
+    };
+    // A JSON body sent without a length, in pieces of `piece` bytes.
+    let post_streamed = |body: &str, piece: usize| {
+        cl.post(gw.url("/api/import"))
+            .header("Content-Type", "application/json")
+            .body(streamed(body.as_bytes(), piece))
+            .send()
     };
 
     let json = json_records(600_000, "All good.");
@@ -125,35 +119,17 @@ async fn bodies_up_to_the_default_limit_are_inspected_whole_and_forwarded_intact
 
     // Without a length: a body that fits in 64 KiB is held and inspected ...
     let small = json_records(40_000, "Fine.");
-    let r = cl
-        .post(gw.url("/api/import"))
-        .header("Content-Type", "application/json")
-        .body(streamed(small.as_bytes(), 4_096))
-        .send()
-        .await
-        .unwrap();
+    let r = post_streamed(&small, 4_096).await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(be.count(), 3);
     assert!(be.last().body == small.as_bytes());
     let small_evil = json_records(40_000, "<script>alert(document.cookie)</script>");
-    let r = cl
-        .post(gw.url("/api/import"))
-        .header("Content-Type", "application/json")
-        .body(streamed(small_evil.as_bytes(), 4_096))
-        .send()
-        .await
-        .unwrap();
+    let r = post_streamed(&small_evil, 4_096).await.unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(be.count(), 3);
 
     // ... a longer one cannot be held back from the backend, and is refused with 411.
-    let r = cl
-        .post(gw.url("/api/import"))
-        .header("Content-Type", "application/json")
-        .body(streamed(json.as_bytes(), 16_384))
-        .send()
-        .await
-        .unwrap();
+    let r = post_streamed(&json, 16_384).await.unwrap();
     assert_eq!(r.status(), 411);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
     let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();

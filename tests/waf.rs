@@ -551,20 +551,6 @@ async fn a_broken_rule_file_is_refused_and_the_old_rules_keep_working() {
     );
 }
 
-/// Bytes that look like compressed image data: a fixed pseudo-random sequence (xorshift), so
-/// every run sends the same bodies.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_uploads_pass_and_code_hidden_in_them_is_blocked() {
     let be = Backend::start("app");
