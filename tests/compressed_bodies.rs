@@ -29,11 +29,7 @@ fn brotli(data: &[u8]) -> Vec<u8> {
 async fn compressed_bodies_are_inspected_decoded_and_forwarded_as_sent() {
     let be = Backend::start("app");
     let gw = TestGateway::start(&format!(
-        r#"server: {{ threads: 1 }}
-listeners:
-  - {{ name: main, address: 127.0.0.1:0 }}
-admin: {{ address: 127.0.0.1:0 }}
-access_log: {{ path: access.log }}
+        r#"{GATEWAY_HEAD}
 upstreams:
   app: {{ backends: ["{}"] }}
 routes:

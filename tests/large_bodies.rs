@@ -9,11 +9,7 @@ use common::*;
 
 fn config(backends: &str, waf: &str) -> String {
     format!(
-        r#"server: {{ threads: 1 }}
-listeners:
-  - {{ name: main, address: 127.0.0.1:0 }}
-admin: {{ address: 127.0.0.1:0 }}
-access_log: {{ path: access.log }}
+        r#"{GATEWAY_HEAD}
 upstreams:
   app: {{ backends: [{backends}] }}
 routes:

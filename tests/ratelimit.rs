@@ -11,11 +11,7 @@ use common::*;
 
 fn config(backend: std::net::SocketAddr, rate_limits: &str) -> String {
     format!(
-        r#"server: {{ threads: 1 }}
-listeners:
-  - {{ name: main, address: 127.0.0.1:0 }}
-admin: {{ address: 127.0.0.1:0 }}
-access_log: {{ path: access.log }}
+        r#"{GATEWAY_HEAD}
 trusted_proxies: [127.0.0.1/32]
 upstreams:
   app: {{ backends: ["{backend}"] }}

@@ -8,11 +8,7 @@ use common::*;
 
 fn config(backend: std::net::SocketAddr, waf: &str, route_extra: &str) -> String {
     format!(
-        r#"server: {{ threads: 1 }}
-listeners:
-  - {{ name: main, address: 127.0.0.1:0 }}
-admin: {{ address: 127.0.0.1:0 }}
-access_log: {{ path: access.log }}
+        r#"{GATEWAY_HEAD}
 reload: {{ poll_interval: 50ms }}
 upstreams:
   app: {{ backends: ["{backend}"] }}

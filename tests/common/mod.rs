@@ -875,3 +875,11 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// The start of most test configs: one worker thread, one plain listener and the admin
+/// listener on ephemeral ports, and an access log in the gateway's directory.
+pub const GATEWAY_HEAD: &str = "server: { threads: 1 }
+listeners:
+  - { name: main, address: 127.0.0.1:0 }
+admin: { address: 127.0.0.1:0 }
+access_log: { path: access.log }";
