@@ -1,5 +1,5 @@
-//! The matcher for one paranoia level. Per target kind, every regex rule is in one `RegexSet` and
-//! every phrase in one Aho-Corasick automaton. A value is run through the transform chains its
+//! The matcher for one paranoia level. Per target kind, the regex rules are in `RegexSet`s of a
+//! few patterns each, and every phrase in one Aho-Corasick automaton. A value is run through the transform chains its
 //! rules use; chains that leave it with the same text share it, so a plain value is scanned once
 //! or twice however many chains and rules there are. A rule's match counts only on the text its
 //! own chain produced, and only for the values its targets select.
@@ -62,9 +62,9 @@ struct KindPlan {
     chains: Vec<(usize, Bits)>,
     /// The trie nodes those chains go through, parents first: a value walks them in one pass.
     nodes: Vec<usize>,
-    /// The kind's regex rules, [`SET_PATTERNS`] to a set, with the range of `set_rules` and
-    /// `set_each` each set holds.
-    sets: Vec<(RegexSet, std::ops::Range<usize>)>,
+    /// The kind's regex rules, [`SET_PATTERNS`] to a set, ordered so that rules whose chains
+    /// tend to give the same text share a set.
+    sets: Vec<SetPlan>,
     set_rules: Vec<usize>,
     /// Each pattern of `sets` on its own, for the values a set matches: which of its patterns
     /// match is found one small automaton at a time. The set's own overlapping search needs
@@ -74,6 +74,17 @@ struct KindPlan {
     ac: Option<AhoCorasick>,
     ac_rules: Vec<usize>,
     single: Vec<(usize, Single)>,
+}
+
+/// One regex set of a kind and what it is run on.
+struct SetPlan {
+    set: RegexSet,
+    /// The range of `set_rules` and `set_each` the set holds.
+    range: std::ops::Range<usize>,
+    /// The chains of its rules: a text no chain of the set produced is not scanned with it.
+    chains: Vec<usize>,
+    /// The selectors of its rules: a value none of them selects is not scanned with it.
+    sel: Bits,
 }
 
 /// Compiled rules of one paranoia level.
@@ -291,13 +302,18 @@ impl KindPlan {
         for &t in &tx.active {
             let v = tx.text(t, raw);
             let on_text = |r: usize| tx.chain_text[rs.rules[r].chain] == t && selected(r);
-            for (set, range) in &self.sets {
+            for sp in &self.sets {
+                if !intersects(&sp.sel, &tx.item_sel)
+                    || !sp.chains.iter().any(|&c| tx.chain_text[c] == t)
+                {
+                    continue;
+                }
                 // Most values match nothing: a plain search can stop at the first match,
                 // and only then is each pattern tried.
-                if set.is_match(v.as_bytes()) {
-                    let each = self.set_rules[range.clone()]
+                if sp.set.is_match(v.as_bytes()) {
+                    let each = self.set_rules[sp.range.clone()]
                         .iter()
-                        .zip(&self.set_each[range.clone()]);
+                        .zip(&self.set_each[sp.range.clone()]);
                     for (&r, re) in each {
                         if on_text(r) && !matched.contains(&r) && re.is_match(v.as_bytes()) {
                             hit(r, matched);
@@ -333,6 +349,8 @@ impl KindPlan {
                 hit(*r, matched);
             }
         }
+        // In rule-file order, whatever order the sets, phrases and single rules found them in.
+        matched.sort_unstable();
     }
 }
 
@@ -381,7 +399,16 @@ fn build_plan(
     let mut phrases = Vec::new();
     let mut ac_rules = Vec::new();
     let mut single = Vec::new();
-    for &r in rules {
+    // Regex rules ordered by chain, those whose chains end in `lowercase` apart from the rest:
+    // a value with capitals has a raw and a lowercased text, and a set holding one kind of
+    // chain is scanned over one of them only.
+    let mut rules = rules.to_vec();
+    rules.sort_by_key(|&r| {
+        let chain = rs.rules[r].chain;
+        let lowered = rs.chains[chain].last() == Some(&Transform::Lowercase);
+        (lowered, chain)
+    });
+    for &r in &rules {
         let rule = &rs.rules[r];
         match (&rule.operator, rule.negate) {
             (Operator::Regex(p), false) => {
@@ -414,7 +441,23 @@ fn build_plan(
             .build()
             .map_err(|e| format!("compiling {} regexes together: {e}", chunk.len()))?;
         let start = i * SET_PATTERNS;
-        sets.push((set, start..start + chunk.len()));
+        let range = start..start + chunk.len();
+        let mut chains: Vec<usize> = Vec::new();
+        let mut sel = vec![0u64; words].into_boxed_slice();
+        for &r in &set_rules[range.clone()] {
+            if !chains.contains(&rs.rules[r].chain) {
+                chains.push(rs.rules[r].chain);
+            }
+            for (w, x) in sel.iter_mut().zip(rule_sel[r].iter()) {
+                *w |= x;
+            }
+        }
+        sets.push(SetPlan {
+            set,
+            range,
+            chains,
+            sel,
+        });
     }
     let ac = if phrases.is_empty() {
         None
