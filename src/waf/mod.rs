@@ -176,4 +176,6 @@ impl Waf {
 }
 
 #[cfg(test)]
+mod set_tests;
+#[cfg(test)]
 mod tests;
