@@ -1,8 +1,9 @@
 //! The matcher for one paranoia level. Per target kind, the regex rules are in `RegexSet`s of a
-//! few patterns each, and every phrase in one Aho-Corasick automaton. A value is run through the transform chains its
-//! rules use; chains that leave it with the same text share it, so a plain value is scanned once
-//! or twice however many chains and rules there are. A rule's match counts only on the text its
-//! own chain produced, and only for the values its targets select.
+//! few patterns each, and every phrase in one Aho-Corasick automaton. A value is run through the
+//! transform chains its rules use; chains that leave it with the same text share it, so a plain
+//! value has one or two texts however many chains there are, and each set scans only the texts
+//! its own rules' chains produced. A rule's match counts only on the text its own chain produced,
+//! and only for the values its targets select.
 //!
 //! Regexes match bytes with Unicode classes off (`\w`, `\s`, `.` are ASCII/byte-wise), as PCRE
 //! does in other WAFs: automata stay small and fast. A rule can opt in with `(?u)`.
