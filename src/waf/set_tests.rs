@@ -62,3 +62,27 @@ fn each_set_sees_the_texts_of_its_own_chains_and_the_values_of_its_own_targets()
     // "A%2b": raw and lowercased texts miss, decoded "A+" misses.
     assert_eq!(ids("/?q=A%252b"), Vec::<usize>::new());
 }
+
+#[test]
+fn literal_led_patterns_are_told_apart() {
+    use super::matcher::literal_led;
+    for p in [
+        r"select\s+\w+",
+        r"(?:wso\d*|c99)\.php",
+        r"token12x",
+        r"(?:foo|)bar",
+        r"(?:^|/)etc/passwd",
+    ] {
+        assert!(literal_led(p), "{p}");
+    }
+    // A start that can be empty, a class, a literal shorter than three bytes, or no pattern.
+    for p in [
+        r"\bon\w+=",
+        r"[a-z]+foo",
+        r"ab\w+",
+        r"(?:foo|)\w",
+        "(unclosed",
+    ] {
+        assert!(!literal_led(p), "{p}");
+    }
+}
