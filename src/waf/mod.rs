@@ -26,6 +26,7 @@ pub mod schema;
 pub mod target;
 mod texts;
 pub mod transform;
+mod trie;
 
 use std::path::PathBuf;
 

@@ -1,10 +1,10 @@
 //! The texts one inspected value turns into under the transform chains, shared between chains
 //! that leave it alike.
 
-use super::matcher::ChainTrie;
 use super::operator::Operator;
 use super::profile::Profile;
 use super::transform::Transform;
+use super::trie::ChainTrie;
 
 /// Not computed yet.
 pub(super) const UNSET: u32 = u32::MAX;
