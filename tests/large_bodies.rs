@@ -167,11 +167,17 @@ async fn a_large_inspected_body_is_sent_whole_again_on_a_retry_to_the_next_backe
         assert!(be.last().body == body.as_bytes(), "request {i} arrived cut");
     }
     assert_eq!(be.count(), 4);
-    // Round robin sent some of them to the dead backend first.
-    let retried = gw
-        .metric(r#"portcullis_upstream_errors_total{kind="connect_refused",upstream="app"}"#)
-        .await;
-    assert!(retried >= 1.0, "no request was retried ({retried})");
+    // Round robin sent some of them to the dead backend first. Counted whatever the kind of
+    // failure: a port closed a moment ago is not always refused (a connection of the machine's
+    // own can be given it as its local port).
+    let metrics = gw.metrics().await;
+    let retried: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("portcullis_upstream_errors_total{"))
+        .filter(|l| l.contains(r#"upstream="app""#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(retried >= 1.0, "no request was retried:\n{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
