@@ -127,13 +127,11 @@ async fn a_backend_resetting_before_or_during_its_response_is_contained() {
     .await;
     // Every reset is counted as an upstream error, whatever kind the socket reported.
     let text = gw.metrics().await;
-    let upstream_errors: f64 = text
-        .lines()
-        .filter(|l| {
-            l.starts_with("portcullis_upstream_errors_total{") && l.contains("upstream=\"app\"")
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let upstream_errors = metric_sum(
+        &text,
+        "portcullis_upstream_errors_total",
+        r#"upstream="app""#,
+    );
     assert!(upstream_errors >= 10.0, "{text}");
     // Nothing is left hanging: no request in flight, and the backend holds no connection but
     // the pooled keep-alive ones (at most one per concurrent request here).

@@ -171,12 +171,11 @@ async fn a_large_inspected_body_is_sent_whole_again_on_a_retry_to_the_next_backe
     // failure: a port closed a moment ago is not always refused (a connection of the machine's
     // own can be given it as its local port).
     let metrics = gw.metrics().await;
-    let retried: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("portcullis_upstream_errors_total{"))
-        .filter(|l| l.contains(r#"upstream="app""#))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
+    let retried = metric_sum(
+        &metrics,
+        "portcullis_upstream_errors_total",
+        r#"upstream="app""#,
+    );
     assert!(retried >= 1.0, "no request was retried:\n{metrics}");
 }
 
