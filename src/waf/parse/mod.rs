@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use super::target::{Item, TargetKind};
-use super::transform::url_decode;
+use super::transform::url_decode_once;
 
 mod binary;
 mod coding;
@@ -157,7 +157,7 @@ pub fn head_items<'a>(req: &'a RequestView<'a>, limits: &ParseLimits, out: &mut 
 }
 
 fn form_decode(s: &str) -> Cow<'_, str> {
-    match url_decode(s) {
+    match url_decode_once(s) {
         Some(d) => Cow::Owned(d),
         None => Cow::Borrowed(s),
     }

@@ -11,14 +11,39 @@ pub(super) fn hex(b: u8) -> Option<u8> {
     }
 }
 
-/// Percent-decoding as application servers do it, including IIS's `%uXXXX`.
+/// How many times the URL decoders decode a value that still holds escapes after a round.
+const DECODE_ROUNDS: usize = 3;
+
+/// Percent-decoding as application servers do it, including IIS's `%uXXXX`, repeated while
+/// `%` escapes remain (up to [`DECODE_ROUNDS`]): an application or a framework that decodes a
+/// second time turns `%253Cscript%253E` into `<script>`, so the rules must see it that way too.
 pub fn url_decode(s: &str) -> Option<String> {
+    decode_rounds(s, true)
+}
+
+/// Percent-decoding that leaves `+` alone, repeated like [`url_decode`].
+pub fn percent_decode(s: &str) -> Option<String> {
+    decode_rounds(s, false)
+}
+
+/// One round of [`url_decode`], as a server decodes a form or query string.
+pub fn url_decode_once(s: &str) -> Option<String> {
     decode(s, true)
 }
 
-/// Percent-decoding that leaves `+` alone.
-pub fn percent_decode(s: &str) -> Option<String> {
-    decode(s, false)
+fn decode_rounds(s: &str, plus_is_space: bool) -> Option<String> {
+    let mut out = decode(s, plus_is_space)?;
+    for _ in 1..DECODE_ROUNDS {
+        if !out.contains('%') {
+            break;
+        }
+        // Later rounds leave `+` alone: after the first, a `+` was sent as `%2B`, a plus sign.
+        match decode(&out, false) {
+            Some(next) if next != out => out = next,
+            _ => break,
+        }
+    }
+    Some(out)
 }
 
 pub(super) fn decode(s: &str, plus_is_space: bool) -> Option<String> {

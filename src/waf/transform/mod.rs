@@ -15,7 +15,9 @@ use clean::{
     cmdline, comments, compress_whitespace, filter_chars, lowercase, normalize_path,
     unicode_normalize,
 };
-pub use decode::{base64_decode, html_entity_decode, js_decode, percent_decode, url_decode};
+pub use decode::{
+    base64_decode, html_entity_decode, js_decode, percent_decode, url_decode, url_decode_once,
+};
 
 /// A transform, as named in rule files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -183,7 +185,14 @@ mod tests {
         assert_eq!(t(Transform::UrlDecode, "%u003cscript%U003E"), "<script>");
         assert_eq!(t(Transform::UrlDecode, "100%"), "100%");
         assert_eq!(t(Transform::UrlDecode, "%zz%4"), "%zz%4");
-        assert_eq!(t(Transform::UrlDecode, "%252e"), "%2e");
+        // Escapes left by a round are decoded again, three rounds at most; after the first
+        // round a `+` (sent as `%2B`) stays a plus sign.
+        assert_eq!(t(Transform::UrlDecode, "%252e"), ".");
+        assert_eq!(t(Transform::UrlDecode, "%25252e%2B+"), ".+ ");
+        assert_eq!(t(Transform::UrlDecode, "%2525252e"), "%2e");
+        assert_eq!(t(Transform::UrlDecode, "100%25"), "100%");
+        assert_eq!(t(Transform::PercentDecode, "%253C+"), "<+");
+        assert_eq!(url_decode_once("%252e+").as_deref(), Some("%2e "));
         assert_eq!(t(Transform::PercentDecode, "1+2%3D3"), "1+2=3");
         assert_eq!(
             t(Transform::UrlDecode, "..%c0%af..%c0%ae%c0%ae%e0%80%af"),
