@@ -11,12 +11,12 @@ pub(super) fn hex(b: u8) -> Option<u8> {
     }
 }
 
-/// How many times the URL decoders decode a value that still holds escapes after a round.
+/// How many times the URL decoders decode a value that a round changed.
 const DECODE_ROUNDS: usize = 3;
 
-/// Percent-decoding as application servers do it, including IIS's `%uXXXX`, repeated while
-/// `%` escapes remain (up to [`DECODE_ROUNDS`]): an application or a framework that decodes a
-/// second time turns `%253Cscript%253E` into `<script>`, so the rules must see it that way too.
+/// Percent-decoding as application servers do it, including IIS's `%uXXXX`, repeated while a
+/// round changes the text (up to [`DECODE_ROUNDS`]): an application or a framework that decodes
+/// a second time turns `%253Cscript%253E` into `<script>`, so the rules must see it that way too.
 pub fn url_decode(s: &str) -> Option<String> {
     decode_rounds(s, true)
 }
@@ -34,11 +34,9 @@ pub fn url_decode_once(s: &str) -> Option<String> {
 fn decode_rounds(s: &str, plus_is_space: bool) -> Option<String> {
     let mut out = decode(s, plus_is_space)?;
     for _ in 1..DECODE_ROUNDS {
-        if !out.contains('%') {
-            break;
-        }
-        // Later rounds leave `+` alone: after the first, a `+` was sent as `%2B`, a plus sign.
-        match decode(&out, false) {
+        // Later rounds read `+` as the first did: what was sent as `%2B` is a space to an
+        // application that decodes twice, as `;cat%2B%2Fetc%2Fpasswd` means.
+        match decode(&out, plus_is_space) {
             Some(next) if next != out => out = next,
             _ => break,
         }

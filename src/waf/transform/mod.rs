@@ -185,10 +185,12 @@ mod tests {
         assert_eq!(t(Transform::UrlDecode, "%u003cscript%U003E"), "<script>");
         assert_eq!(t(Transform::UrlDecode, "100%"), "100%");
         assert_eq!(t(Transform::UrlDecode, "%zz%4"), "%zz%4");
-        // Escapes left by a round are decoded again, three rounds at most; after the first
-        // round a `+` (sent as `%2B`) stays a plus sign.
+        // Escapes left by a round are decoded again, three rounds at most, each one reading
+        // `+` as a space (`percent-decode` never does).
         assert_eq!(t(Transform::UrlDecode, "%252e"), ".");
-        assert_eq!(t(Transform::UrlDecode, "%25252e%2B+"), ".+ ");
+        assert_eq!(t(Transform::UrlDecode, "%25252e%2B+"), ".  ");
+        assert_eq!(t(Transform::UrlDecode, "%2B"), " ");
+        assert_eq!(t(Transform::PercentDecode, "%2B+"), "++");
         assert_eq!(t(Transform::UrlDecode, "%2525252e"), "%2e");
         assert_eq!(t(Transform::UrlDecode, "100%25"), "100%");
         assert_eq!(t(Transform::PercentDecode, "%253C+"), "<+");
