@@ -615,3 +615,127 @@ async fn binary_uploads_pass_and_code_hidden_in_them_is_blocked() {
     }
     assert_eq!(be.count(), sent, "a blocked upload reached the backend");
 }
+
+/// Bodies built so that the WAF's parser and a backend's read them differently. Each attack is
+/// refused, and the same body with a harmless value in place of the attack is served, so what
+/// blocks is the attack and not the body's shape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_parser_confusions_do_not_hide_attacks() {
+    let be = Backend::start("app");
+    let gw = TestGateway::start(&config(be.addr, "  rules: [builtin]\n", ""));
+    let send = |content_type: &[u8], body: &[u8]| {
+        let mut req =
+            b"POST /form HTTP/1.1\r\nHost: app\r\nConnection: close\r\nContent-Type: ".to_vec();
+        req.extend_from_slice(content_type);
+        req.extend_from_slice(format!("\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes());
+        req.extend_from_slice(body);
+        raw_request(gw.addr(), &req, std::time::Duration::from_secs(5))
+    };
+    let attack = b"' UNION SELECT password FROM users--".as_slice();
+    let harmless = b"a plain comment about our union meeting".as_slice();
+    // A small image part makes one byte in twenty of the body not text.
+    let mut png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR".to_vec();
+    png.extend((0u8..32).cycle().take(128));
+    let multipart = |boundary: &str, parts: &[(&[u8], &[u8])]| {
+        let mut b = Vec::new();
+        for (head, content) in parts {
+            b.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+            b.extend_from_slice(head);
+            b.extend_from_slice(b"\r\n\r\n");
+            b.extend_from_slice(content);
+            b.extend_from_slice(b"\r\n");
+        }
+        b.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        b
+    };
+    let file: &[u8] = b"Content-Disposition: form-data; name=\"avatar\"; filename=\"a.png\"\r\nContent-Type: image/png";
+    let field: &[u8] = b"Content-Disposition: form-data; name=\"q\"";
+    let long = "b".repeat(300);
+    type Case<'a> = Box<dyn Fn(&[u8]) -> (Vec<u8>, Vec<u8>) + 'a>;
+    let cases: Vec<(&str, Case)> = vec![
+        (
+            "a boundary longer than RFC 2046's 70 characters",
+            Box::new(|v: &[u8]| {
+                let ct = format!("multipart/form-data; boundary={long}").into_bytes();
+                (ct, multipart(&long, &[(file, &png), (field, v)]))
+            }),
+        ),
+        (
+            "the boundary text inside a value, not at the start of a line",
+            Box::new(|v: &[u8]| {
+                let mut value = b"x--XB".to_vec();
+                value.extend_from_slice(v);
+                let body = multipart("XB", &[(file, &png), (field, &value)]);
+                (b"multipart/form-data; boundary=XB".to_vec(), body)
+            }),
+        ),
+        (
+            "a byte that is not ASCII in a Content-Type parameter",
+            Box::new(|v: &[u8]| {
+                let mut body = b"q=".to_vec();
+                for &c in v {
+                    body.extend_from_slice(format!("%{c:02X}").as_bytes());
+                }
+                body.extend_from_slice(b"&pad=");
+                body.extend((1u8..32).cycle().take(93));
+                let ct = b"application/x-www-form-urlencoded; a=\xe9".to_vec();
+                (ct, body)
+            }),
+        ),
+        (
+            "two Content-Disposition lines, only the second naming a file",
+            Box::new(|v: &[u8]| {
+                let head: &[u8] = b"Content-Disposition: form-data; name=\"q\"\r\nContent-Disposition: form-data; name=\"q\"; filename=\"x\"";
+                let body = multipart("XB", &[(head, v)]);
+                (b"multipart/form-data; boundary=XB".to_vec(), body)
+            }),
+        ),
+        (
+            "an empty filename, which Go's multipart reader takes for a field",
+            Box::new(|v: &[u8]| {
+                let head: &[u8] = b"Content-Disposition: form-data; name=\"q\"; filename=\"\"";
+                let body = multipart("XB", &[(head, v)]);
+                (b"multipart/form-data; boundary=XB".to_vec(), body)
+            }),
+        ),
+        (
+            "a second boundary parameter (PHP takes the first text `boundary`)",
+            Box::new(|v: &[u8]| {
+                let body = multipart("AAA", &[(file, &png), (field, v)]);
+                let ct = b"multipart/form-data; xboundary=AAA; boundary=BBB".to_vec();
+                (ct, body)
+            }),
+        ),
+        (
+            "XML text cut by comments and CDATA sections",
+            Box::new(|v: &[u8]| {
+                let s = String::from_utf8_lossy(v);
+                let (a, rest) = s.split_at(4);
+                let (b, c) = rest.split_at(6);
+                let body = format!(
+                    "<r><q>{a}<!---->{b}<![CDATA[{}]]>{}</q></r>",
+                    &c[..3],
+                    &c[3..]
+                );
+                (b"application/xml".to_vec(), body.into_bytes())
+            }),
+        ),
+    ];
+    let mut served = 0;
+    for (what, case) in &cases {
+        let (ct, body) = case(harmless);
+        let resp = send(&ct, &body);
+        assert!(resp.starts_with("HTTP/1.1 200"), "{what}, harmless: {resp}");
+        served += 1;
+        assert_eq!(
+            be.count(),
+            served,
+            "{what}: the harmless body was not forwarded"
+        );
+        let (ct, body) = case(attack);
+        let resp = send(&ct, &body);
+        assert!(resp.starts_with("HTTP/1.1 403"), "{what}: {resp}");
+        assert!(resp.contains("application/problem+json"), "{what}: {resp}");
+    }
+    assert_eq!(be.count(), served, "an attack reached the backend");
+}

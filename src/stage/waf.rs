@@ -166,10 +166,13 @@ impl WafStage {
         outcome: &mut WafOutcome,
     ) -> Result<(), Refusal> {
         let headers = &session.req_header().headers;
-        let encodings: Vec<&str> = headers
+        // Header values that are not ASCII are read lossily, never skipped: a byte such as
+        // `\xe9` in a parameter must not make the WAF see no content type (or no coding) where
+        // the backend, which reads the rest of the value, sees one.
+        let encodings: Vec<Cow<'_, str>> = headers
             .get_all(http::header::CONTENT_ENCODING)
             .iter()
-            .filter_map(|v| v.to_str().ok())
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
             .collect();
         let encoding = (!encodings.is_empty()).then(|| encodings.join(","));
         let pass = policy.on_body_limit == OnBodyLimit::Pass;
@@ -188,11 +191,14 @@ impl WafStage {
         };
         let content_type = headers
             .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
+            .map(|v| String::from_utf8_lossy(v.as_bytes()));
         let body: Cow<'_, str> = String::from_utf8_lossy(&decoded);
-        let parsed = self
-            .waf
-            .inspect_body(content_type, &body, policy, &mut outcome.inspection);
+        let parsed = self.waf.inspect_body(
+            content_type.as_deref(),
+            &body,
+            policy,
+            &mut outcome.inspection,
+        );
         outcome.over_threshold = policy.over_threshold(&outcome.inspection);
         // A block decided on what was inspected still counts as a block.
         let blocked = outcome.over_threshold && policy.mode == Mode::Block;

@@ -46,6 +46,19 @@ fn is_binary(body: &str) -> bool {
     binary >= 4 && binary * 20 >= chars
 }
 
+/// A body whose content type names a text format the parsers read (multipart, JSON, XML) but
+/// that did not parse as one: one `body` value, read by every text rule even when it looks
+/// binary. A backend may still read fields out of it, and bytes that are not text (a small
+/// image part, control characters) would otherwise move the attack beside them out of the text
+/// rules' sight.
+pub(super) fn whole_text<'a>(body: &'a str, out: &mut Vec<Item<'a>>) {
+    out.push(Item {
+        kind: TargetKind::Body,
+        name: Cow::Borrowed(""),
+        value: Cow::Borrowed(body),
+    });
+}
+
 /// A body inspected as a whole. Text is one `body` value. Binary data is one `binary_body`
 /// value, and each run of [`MIN_TEXT_RUN`] or more text characters in it is a `body_text`
 /// value: text rules read over random bytes find markup, quotes and shell syntax in them by

@@ -16,7 +16,7 @@ mod xml;
 
 pub use coding::{decode_body, CodingError, DECODED_CODINGS};
 
-use binary::whole_body;
+use binary::{whole_body, whole_text};
 use json::json_items;
 use multipart::{boundary_of, multipart_items};
 use xml::xml_items;
@@ -232,15 +232,15 @@ pub fn body_kind(content_type: Option<&str>) -> BodyKind {
 }
 
 /// Items of a (buffered) body. `Ok(false)` when the body did not parse as its content type
-/// said (it is then inspected whole, text or binary); `Err` when it goes past a limit, with the items
-/// found up to there.
+/// said (it is then inspected whole, as text); `Err` when it goes past a limit, with the items
+/// found up to there. A body of any other type is inspected whole, as text or as binary data.
 pub fn body_items<'a>(
     content_type: Option<&'a str>,
     body: &'a str,
     limits: &ParseLimits,
     out: &mut Vec<Item<'a>>,
 ) -> Result<bool, Exceeded> {
-    let whole = |out: &mut Vec<Item<'a>>| whole_body(body, out);
+    let whole = |out: &mut Vec<Item<'a>>| whole_text(body, out);
     match body_kind(content_type) {
         BodyKind::Form => {
             form_items(
@@ -288,7 +288,7 @@ pub fn body_items<'a>(
                     out,
                 );
             }
-            whole(out);
+            whole_body(body, out);
             Ok(true)
         }
     }

@@ -2,16 +2,60 @@
 
 use super::*;
 
+/// The boundary of a multipart content type. `None` when there is none, or when more than one
+/// parameter names a boundary (`boundary=a; boundary=b`, or `xboundary=a; boundary=b`, which
+/// PHP reads as `a` because it looks for the first `boundary` text): the body is then inspected
+/// whole, since which parts a backend sees cannot be known.
 pub(super) fn boundary_of(ct: &str) -> Option<&str> {
-    ct.split(';').skip(1).find_map(|p| {
+    let params = || ct.split(';').skip(1);
+    let naming = params()
+        .filter(|p| p.to_ascii_lowercase().contains("boundary"))
+        .count();
+    if naming != 1 {
+        return None;
+    }
+    params().find_map(|p| {
         let (k, v) = p.split_once('=')?;
         if k.trim().eq_ignore_ascii_case("boundary") {
             let v = v.trim().trim_matches('"');
-            (!v.is_empty() && v.len() <= 200).then_some(v)
+            (!v.is_empty()).then_some(v)
         } else {
             None
         }
     })
+}
+
+/// Splits a multipart body at its delimiter lines: `--boundary` at the start of the body or of
+/// a line, followed by `--`, whitespace or the end. The line break before a delimiter belongs to
+/// it. The first piece is the preamble; each other piece starts just after a delimiter (with
+/// `--` first when it closed the body). The boundary text elsewhere (`x--boundary` inside a
+/// value) is content, as every parser that follows RFC 2046 reads it.
+fn delimited<'a>(body: &'a str, delim: &str) -> Vec<&'a str> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut from = 0;
+    while let Some(i) = body[from..].find(delim).map(|i| i + from) {
+        let after = i + delim.len();
+        let at_line_start = i == 0 || body.as_bytes()[i - 1] == b'\n';
+        let ends = body[after..]
+            .bytes()
+            .next()
+            .is_none_or(|b| b == b'-' || b.is_ascii_whitespace());
+        if at_line_start && ends {
+            let mut end = i;
+            if end > start && body.as_bytes()[end - 1] == b'\n' {
+                end -= 1;
+                if end > start && body.as_bytes()[end - 1] == b'\r' {
+                    end -= 1;
+                }
+            }
+            pieces.push(&body[start..end]);
+            start = after;
+        }
+        from = after;
+    }
+    pieces.push(&body[start..]);
+    pieces
 }
 
 pub(super) fn multipart_items<'a>(
@@ -21,7 +65,7 @@ pub(super) fn multipart_items<'a>(
     out: &mut Vec<Item<'a>>,
 ) -> Result<bool, Exceeded> {
     let delim = format!("--{boundary}");
-    let mut parts = body.split(delim.as_str()).peekable();
+    let mut parts = delimited(body, &delim).into_iter().peekable();
     // Text before the first delimiter is a preamble.
     if parts.next().is_none() {
         return Ok(false);
@@ -54,19 +98,18 @@ pub(super) fn multipart_items<'a>(
                 None => return Ok(false),
             },
         };
-        let content = content
-            .strip_suffix("\r\n")
-            .or_else(|| content.strip_suffix('\n'))
-            .unwrap_or(content);
         // Every name the part gives (two `name` parameters, two Content-Disposition lines):
         // parsers differ on which one counts, and an exclusion for one name must not hide the
         // value sent under another.
         let mut names: Vec<&str> = Vec::new();
-        // `filename` makes the part a file, whose content is not inspected. `filename*` alone
-        // does not: RFC 7578 forbids it in form data, and a parser that does not know it reads
-        // the part as an ordinary field, so the content is inspected as one.
+        // A non-empty `filename` makes the part a file, whose content is not inspected, when
+        // every Content-Disposition line of the part gives one: parsers differ on which of two
+        // lines counts (Werkzeug takes the first), so one without a filename makes the content a
+        // field's. `filename*` alone does not make a file: RFC 7578 forbids it in form data, and
+        // a parser that does not know it reads the part as an ordinary field. Nor does
+        // `filename=""`, which Go's multipart reader takes for a field.
         let mut filenames: Vec<&str> = Vec::new();
-        let mut is_file = false;
+        let (mut dispositions, mut file_dispositions) = (0, 0);
         for line in head.lines() {
             let Some((h, v)) = line.split_once(':') else {
                 continue;
@@ -77,6 +120,8 @@ pub(super) fn multipart_items<'a>(
                 value: Cow::Borrowed(v.trim()),
             });
             if h.trim().eq_ignore_ascii_case("content-disposition") {
+                dispositions += 1;
+                let mut names_file = false;
                 for param in split_params(v).into_iter().skip(1) {
                     if let Some((k, val)) = param.split_once('=') {
                         let val = val.trim();
@@ -87,7 +132,7 @@ pub(super) fn multipart_items<'a>(
                         match k.trim().to_ascii_lowercase().as_str() {
                             "name" if !names.contains(&val) => names.push(val),
                             "filename" => {
-                                is_file = true;
+                                names_file |= !val.is_empty();
                                 filenames.push(val);
                             }
                             "filename*" => filenames.push(val),
@@ -95,8 +140,10 @@ pub(super) fn multipart_items<'a>(
                         }
                     }
                 }
+                file_dispositions += usize::from(names_file);
             }
         }
+        let is_file = dispositions > 0 && file_dispositions == dispositions;
         if names.is_empty() {
             names.push("");
         }
@@ -194,6 +241,56 @@ mod tests {
                 "body_args:g=field body"
             ]
         );
+    }
+
+    #[test]
+    fn delimiters_open_a_line_and_the_boundary_text_elsewhere_is_content() {
+        let (ok, l) = labels(
+            "--XB\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nx--XB' or 1=1\r\n--XBnot\r\nsame value\n--XB \r\nContent-Disposition: form-data; name=\"b\"\r\n\r\nlf\n--XB--",
+        );
+        assert!(ok);
+        assert_eq!(
+            l,
+            [
+                "body_args_names:a=a",
+                "body_args:a=x--XB' or 1=1\r\n--XBnot\r\nsame value",
+                "body_args_names:b=b",
+                "body_args:b=lf",
+            ]
+        );
+    }
+
+    #[test]
+    fn boundaries_of_any_length_but_only_one() {
+        let long = "b".repeat(300);
+        assert_eq!(
+            boundary_of(&format!("multipart/form-data; boundary=\"{long}\"")),
+            Some(long.as_str())
+        );
+        assert_eq!(
+            boundary_of("multipart/form-data; charset=utf-8; BOUNDARY=x"),
+            Some("x")
+        );
+        for ct in [
+            "multipart/form-data",
+            "multipart/form-data; boundary=",
+            "multipart/form-data; boundary=a; boundary=b",
+            "multipart/form-data; xboundary=a; boundary=b",
+        ] {
+            assert_eq!(boundary_of(ct), None, "{ct}");
+        }
+    }
+
+    #[test]
+    fn a_part_is_a_file_only_when_every_disposition_names_one() {
+        for head in [
+            "Content-Disposition: form-data; name=\"q\"\r\nContent-Disposition: form-data; name=\"q\"; filename=\"x\"",
+            "Content-Disposition: form-data; name=\"q\"; filename=\"x\"\r\nContent-Disposition: form-data; name=\"q\"",
+            "Content-Disposition: form-data; name=\"q\"; filename=\"\"",
+        ] {
+            let (_, l) = labels(&format!("--XB\r\n{head}\r\n\r\nv\r\n--XB--\r\n"));
+            assert!(l.contains(&"body_args:q=v".to_string()), "{head}: {l:?}");
+        }
     }
 
     #[test]

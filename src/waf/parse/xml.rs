@@ -17,8 +17,29 @@ pub(super) fn xml_items<'a>(
     // inspected whole, as a backend's lenient parser (or an HTML one) may read it otherwise.
     let mut malformed = false;
     let mut roots = 0usize;
+    // The text of the current element since its last child: text, entities and CDATA sections
+    // joined, comments and processing instructions left out, as DOM and ElementTree parsers
+    // give it to applications. `' UNI<!---->ON SELECT` is one value, not two halves.
+    let mut text = String::new();
+    let flush = |text: &mut String, stack: &[String], out: &mut Vec<Item<'a>>| {
+        if !text.trim().is_empty() {
+            out.push(Item {
+                kind: TargetKind::Xml,
+                name: Cow::Owned(stack.last().cloned().unwrap_or_default()),
+                value: Cow::Owned(std::mem::take(text)),
+            });
+        }
+        text.clear();
+    };
     loop {
-        match reader.read_event() {
+        let ev = reader.read_event();
+        if matches!(
+            ev,
+            Ok(Event::Start(_) | Event::Empty(_) | Event::End(_) | Event::Eof) | Err(_)
+        ) {
+            flush(&mut text, &stack, out);
+        }
+        match ev {
             Ok(ev @ (Event::Start(_) | Event::Empty(_))) => {
                 elements += 1;
                 if elements > limits.args {
@@ -59,25 +80,18 @@ pub(super) fn xml_items<'a>(
                 stack.pop();
             }
             Ok(Event::Text(t)) => {
-                let raw = String::from_utf8_lossy(t.as_ref()).into_owned();
+                let raw = String::from_utf8_lossy(t.as_ref());
                 if !raw.trim().is_empty() {
                     malformed |= stack.is_empty();
-                    out.push(Item {
-                        kind: TargetKind::Xml,
-                        name: Cow::Owned(stack.last().cloned().unwrap_or_default()),
-                        value: Cow::Owned(unescape_xml(&raw)),
-                    });
                 }
+                text.push_str(&unescape_xml(&raw));
             }
             Ok(Event::CData(t)) => {
                 malformed |= stack.is_empty();
-                out.push(Item {
-                    kind: TargetKind::Xml,
-                    name: Cow::Owned(stack.last().cloned().unwrap_or_default()),
-                    value: Cow::Owned(String::from_utf8_lossy(t.as_ref()).into_owned()),
-                })
+                text.push_str(&String::from_utf8_lossy(t.as_ref()));
             }
             Ok(Event::DocType(t)) => {
+                flush(&mut text, &stack, out);
                 any = true;
                 out.push(Item {
                     kind: TargetKind::Xml,
@@ -131,6 +145,23 @@ mod tests {
         ] {
             assert!(!well_formed(body), "{body}");
         }
+    }
+
+    #[test]
+    fn an_elements_text_is_one_value_across_comments_cdata_and_entities() {
+        let mut out = Vec::new();
+        let body = "<r><q>' UNI<!-- x -->ON SEL<![CDATA[ECT]]> pass&amp;word<?pi x?> FROM users</q><n>1</n>tail</r>";
+        assert!(xml_items(body, &ParseLimits::default(), &mut out).unwrap());
+        let l: Vec<String> = out
+            .iter()
+            .map(|i| format!("{}={}", i.label(), i.value))
+            .collect();
+        assert!(
+            l.contains(&"xml:q=' UNION SELECT pass&word FROM users".to_string()),
+            "{l:?}"
+        );
+        assert!(l.contains(&"xml:n=1".to_string()), "{l:?}");
+        assert!(l.contains(&"xml:r=tail".to_string()), "{l:?}");
     }
 
     #[test]
