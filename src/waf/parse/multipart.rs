@@ -91,11 +91,19 @@ pub(super) fn multipart_items<'a>(
             .strip_prefix("\r\n")
             .or_else(|| part.strip_prefix('\n'))
             .unwrap_or(part);
-        let (head, content) = match part.find("\r\n\r\n") {
-            Some(i) => (&part[..i], &part[i + 4..]),
-            None => match part.find("\n\n") {
-                Some(i) => (&part[..i], &part[i + 2..]),
-                None => return Ok(false),
+        // A part may have no header lines at all (RFC 2046): its blank line comes first.
+        let empty_head = part
+            .strip_prefix("\r\n")
+            .or_else(|| part.strip_prefix('\n'))
+            .map(|content| ("", content));
+        let (head, content) = match empty_head {
+            Some(split) => split,
+            None => match part.find("\r\n\r\n") {
+                Some(i) => (&part[..i], &part[i + 4..]),
+                None => match part.find("\n\n") {
+                    Some(i) => (&part[..i], &part[i + 2..]),
+                    None => return Ok(false),
+                },
             },
         };
         // Every name the part gives (two `name` parameters, two Content-Disposition lines):
@@ -256,6 +264,19 @@ mod tests {
                 "body_args:a=x--XB' or 1=1\r\n--XBnot\r\nsame value",
                 "body_args_names:b=b",
                 "body_args:b=lf",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_part_without_headers_is_an_unnamed_field() {
+        let (ok, l) = labels("--XB\r\n\r\nno headers\r\n\r\nsecond line\r\n--XB--\r\n");
+        assert!(ok);
+        assert_eq!(
+            l,
+            [
+                "body_args_names=",
+                "body_args=no headers\r\n\r\nsecond line"
             ]
         );
     }
