@@ -67,6 +67,8 @@ pub enum Refusal {
     UnsupportedContentEncoding,
     /// 400: both `Content-Length` and `Transfer-Encoding`: the framing is ambiguous.
     AmbiguousFraming,
+    /// 400: two `Content-Type` fields that differ: which one a backend reads is unknown.
+    AmbiguousContentType,
     /// 501: a transfer coding other than `chunked`.
     UnsupportedTransferCoding,
     /// 400: an HTTP/1.1 request without `Host`.
@@ -129,6 +131,7 @@ impl Refusal {
             Refusal::BodyTooLarge => 413,
             Refusal::LengthRequired => 411,
             Refusal::AmbiguousFraming
+            | Refusal::AmbiguousContentType
             | Refusal::MissingHost
             | Refusal::InvalidTarget
             | Refusal::TooManyArgs
@@ -165,6 +168,7 @@ impl Refusal {
             Refusal::LengthRequired => "length_required",
             Refusal::BodyTooComplex(_) => "body_too_complex",
             Refusal::AmbiguousFraming => "ambiguous_framing",
+            Refusal::AmbiguousContentType => "ambiguous_content_type",
             Refusal::UnsupportedTransferCoding => "unsupported_transfer_coding",
             Refusal::UnsupportedContentEncoding => "unsupported_content_encoding",
             Refusal::MissingHost => "missing_host",
@@ -228,6 +232,9 @@ impl Refusal {
             }
             Refusal::AmbiguousFraming => {
                 "The request has both Content-Length and Transfer-Encoding; its length is ambiguous."
+            }
+            Refusal::AmbiguousContentType => {
+                "The request has more than one Content-Type, and they differ; which one applies is ambiguous."
             }
             Refusal::UnsupportedTransferCoding => {
                 "Only the chunked transfer coding is accepted on requests."
@@ -364,6 +371,7 @@ mod tests {
             Refusal::Unparsable { status: 405 },
             Refusal::BodyTooComplex("max_json_depth"),
             Refusal::UnsupportedContentEncoding,
+            Refusal::AmbiguousContentType,
         ];
         let mut reasons = std::collections::HashSet::new();
         for r in &all {

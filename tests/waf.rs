@@ -707,6 +707,18 @@ async fn body_parser_confusions_do_not_hide_attacks() {
             }),
         ),
         (
+            "JSON in UTF-16 without a byte order mark, every character a \\u escape",
+            Box::new(|v: &[u8]| {
+                let escaped: String = String::from_utf8_lossy(v)
+                    .chars()
+                    .map(|c| format!("\\u{:04x}", c as u32))
+                    .collect();
+                let json = format!("{{\"q\":\"{escaped}\"}}");
+                let body = json.encode_utf16().flat_map(u16::to_le_bytes).collect();
+                (b"application/json".to_vec(), body)
+            }),
+        ),
+        (
             "XML text cut by comments and CDATA sections",
             Box::new(|v: &[u8]| {
                 let s = String::from_utf8_lossy(v);
@@ -738,4 +750,18 @@ async fn body_parser_confusions_do_not_hide_attacks() {
         assert!(resp.contains("application/problem+json"), "{what}: {resp}");
     }
     assert_eq!(be.count(), served, "an attack reached the backend");
+
+    // Two Content-Types that differ: Werkzeug's server and Go read the first, gunicorn the last.
+    let two = |second: &str| {
+        let body = "q=%27%20UNION%20SELECT%20password%20FROM%20users--&p=\x01\x01\x01\x01\x01";
+        let req = format!(
+            "POST /form HTTP/1.1\r\nHost: app\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Type: {second}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        raw_request(gw.addr(), req.as_bytes(), std::time::Duration::from_secs(5))
+    };
+    let resp = two("application/x-www-form-urlencoded");
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert!(resp.contains("ambiguous_content_type"), "{resp}");
+    assert_eq!(be.count(), served, "an ambiguous body reached the backend");
 }

@@ -43,6 +43,14 @@ pub fn check_head(
             None => return Err((Refusal::AmbiguousFraming, true)),
         }
     }
+    // Backends differ on which of two Content-Types counts (Werkzeug's server and Go take the
+    // first, gunicorn the last), and the WAF parses the body by one of them.
+    let mut types = h.get_all(header::CONTENT_TYPE).iter();
+    if let Some(first) = types.next() {
+        if types.any(|t| t != first) {
+            return Err((Refusal::AmbiguousContentType, false));
+        }
+    }
     if req.version == Version::HTTP_11 && !h.contains_key(header::HOST) && req.uri.host().is_none()
     {
         return Err((Refusal::MissingHost, false));
@@ -160,6 +168,12 @@ mod tests {
             Some(Refusal::BodyTooLarge)
         );
         assert_eq!(refusal(&req("/", &[])), Some(Refusal::MissingHost));
+        let form = ("Content-Type", "application/x-www-form-urlencoded");
+        assert_eq!(
+            refusal(&req("/", &[host, ("Content-Type", "text/plain"), form])),
+            Some(Refusal::AmbiguousContentType)
+        );
+        assert_eq!(refusal(&req("/", &[host, form, form])), None);
         // The parser keeps Transfer-Encoding and drops Content-Length; the raw head tells.
         let te = req("/", &[host, ("Transfer-Encoding", "chunked")]);
         let raw = b"POST / HTTP/1.1\r\nHost: a\r\ncontent-LENGTH: 4\r\nTransfer-Encoding: chunked\r\n\r\n";

@@ -13,7 +13,8 @@ use super::{Stage, Verdict};
 use crate::problem::Refusal;
 use crate::proxy::RequestCtx;
 use crate::waf::{
-    decode_body, CodingError, Exceeded, Inspection, Mode, OnBodyLimit, RequestView, Waf, WafPolicy,
+    body_text, decode_body, CodingError, Exceeded, Inspection, Mode, OnBodyLimit, RequestView, Waf,
+    WafPolicy,
 };
 
 /// What happened to the request body.
@@ -192,7 +193,7 @@ impl WafStage {
         let content_type = headers
             .get(http::header::CONTENT_TYPE)
             .map(|v| String::from_utf8_lossy(v.as_bytes()));
-        let body: Cow<'_, str> = String::from_utf8_lossy(&decoded);
+        let body = body_text(content_type.as_deref(), &decoded);
         let parsed = self.waf.inspect_body(
             content_type.as_deref(),
             &body,

@@ -32,7 +32,9 @@ use std::path::PathBuf;
 
 pub use inspection::{Hit, Inspection};
 pub use matcher::Matcher;
-pub use parse::{decode_body, CodingError, Exceeded, ParseLimits, RequestView, DECODED_CODINGS};
+pub use parse::{
+    body_text, decode_body, CodingError, Exceeded, ParseLimits, RequestView, DECODED_CODINGS,
+};
 pub use policy::{Exclusion, Mode, OnBodyLimit, WafPolicy};
 pub use ruleset::{Action, Rule, RuleSet};
 pub use sample::SampleRequest;

@@ -9,11 +9,13 @@ use super::target::{Item, TargetKind};
 use super::transform::url_decode_once;
 
 mod binary;
+mod charset;
 mod coding;
 mod json;
 mod multipart;
 mod xml;
 
+pub use charset::body_text;
 pub use coding::{decode_body, CodingError, DECODED_CODINGS};
 
 use binary::{whole_body, whole_text};
