@@ -765,3 +765,125 @@ async fn body_parser_confusions_do_not_hide_attacks() {
     assert!(resp.contains("ambiguous_content_type"), "{resp}");
     assert_eq!(be.count(), served, "an ambiguous body reached the backend");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_headers_and_basic_credentials_do_not_carry_attacks() {
+    let be = Backend::start("app");
+    let gw = TestGateway::start(&config(be.addr, "  rules: [builtin]\n", ""));
+    // Sent raw, so the Host header is exactly what the test says.
+    let send = |host: &str, header: &str| {
+        let req = format!(
+            "GET /account HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{header}\r\n\r\n"
+        );
+        raw_request(gw.addr(), req.as_bytes(), std::time::Duration::from_secs(5))
+    };
+    let basic = |pair: &str| {
+        use base64::Engine as _;
+        format!(
+            "Authorization: Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    };
+    // Headers kept out of the injection rules for being protocol fields, each with an attack
+    // and with what clients really send.
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "Host",
+            "x' UNION SELECT tenant_key FROM tenants--".into(),
+            "api.example.com:8443".into(),
+        ),
+        (
+            "Host",
+            "example.com<script>alert(1)</script>".into(),
+            "[2001:db8::1]:8080".into(),
+        ),
+        (
+            "If-None-Match",
+            "If-None-Match: \"x\"' OR '1'='1".into(),
+            "If-None-Match: W/\"5f2b-1a2b3c4d\"".into(),
+        ),
+        (
+            "Range",
+            "Range: bytes=0-<script>alert(1)</script>".into(),
+            "Range: bytes=0-499, -500".into(),
+        ),
+        (
+            "If-Modified-Since",
+            "If-Modified-Since: ' UNION SELECT password FROM users--".into(),
+            "If-Modified-Since: Wed, 21 Oct 2015 07:28:00 GMT".into(),
+        ),
+        (
+            "Cache-Control",
+            "Cache-Control: no-cache; cat /etc/passwd".into(),
+            "Cache-Control: max-age=0, no-cache".into(),
+        ),
+        (
+            "Sec-CH-UA",
+            "Sec-CH-UA: \"Chromium\";v=\"124\"' UNION SELECT password FROM users--".into(),
+            "Sec-CH-UA: \"Not A(Brand\";v=\"8\", \"Chromium\";v=\"132\"".into(),
+        ),
+        (
+            "Authorization",
+            "Authorization: Bearer ' OR 1=1--".into(),
+            "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl".into(),
+        ),
+        (
+            "Basic user name",
+            basic("admin'--:anything"),
+            basic("o'brien:correct horse battery staple"),
+        ),
+        (
+            "Basic password",
+            basic("admin:' or '1'='1"),
+            basic("jane:x7'Kq;--Zp"),
+        ),
+        (
+            "Basic user name shown on an admin page",
+            basic("<img src=x onerror=alert(1)>:x"),
+            basic("jane:p<ss>w0rd"),
+        ),
+    ];
+    let mut served = 0;
+    for (what, attack, harmless) in &cases {
+        let (attack_host, attack_header, harmless_host, harmless_header) = if *what == "Host" {
+            (attack.as_str(), "", harmless.as_str(), "")
+        } else {
+            ("app", attack.as_str(), "app", harmless.as_str())
+        };
+        let resp = send(harmless_host, harmless_header);
+        assert!(resp.starts_with("HTTP/1.1 200"), "{what}, harmless: {resp}");
+        served += 1;
+        assert_eq!(
+            be.count(),
+            served,
+            "{what}: the harmless request was not forwarded"
+        );
+        let resp = send(attack_host, attack_header);
+        assert!(resp.starts_with("HTTP/1.1 403"), "{what}: {resp}");
+        assert!(resp.contains("application/problem+json"), "{what}: {resp}");
+    }
+    assert_eq!(be.count(), served, "an attack reached the backend");
+
+    // The log names where the attack was: the decoded user name, never its value.
+    let resp = send("app", &basic("admin'--:s3cret-pass"));
+    assert!(resp.starts_with("HTTP/1.1 403"), "{resp}");
+    let rid = resp
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("x-request-id")
+                .then(|| value.trim().to_string())
+        })
+        .expect("x-request-id");
+    let line = gw.log_line(&rid).await;
+    let matches = line["waf"]["matches"].as_array().unwrap();
+    assert!(
+        matches.iter().any(|m| m["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "credentials:user")),
+        "{line}"
+    );
+    assert!(!line.to_string().contains("s3cret"), "{line}");
+}

@@ -114,6 +114,11 @@ fn from_parts(p: &TestParts) -> SampleRequest {
             .join("; ");
         headers.push(("Cookie".into(), c));
     }
+    if let Some(pair) = &p.basic_auth {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(pair);
+        headers.push(("Authorization".into(), format!("Basic {token}")));
+    }
     let (body, ct) = if !p.form.is_empty() {
         (
             Some(pairs(&p.form)),

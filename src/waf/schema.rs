@@ -255,6 +255,9 @@ pub struct TestParts {
     /// Cookies.
     #[serde(default)]
     pub cookies: indexmap::IndexMap<String, String>,
+    /// `user:password`, sent as `Authorization: Basic` with the base64 done for you.
+    #[serde(default)]
+    pub basic_auth: Option<String>,
     /// Form body fields, encoded for you.
     #[serde(default)]
     pub form: indexmap::IndexMap<String, String>,

@@ -52,6 +52,10 @@ pub enum TargetKind {
     /// The runs of text in a binary body: for rules that find code hidden in a file (a PHP or
     /// script tag after the image data).
     BodyText,
+    /// The user name and password of `Authorization: Basic` credentials, decoded; named `user`
+    /// and `password`. Applications look the user name up and compare the password, so they are
+    /// inputs like a login form's fields.
+    Credentials,
     /// The client address.
     RemoteAddr,
 }
@@ -78,6 +82,7 @@ pub const KINDS: &[(&str, TargetKind)] = &[
     ("body", TargetKind::Body),
     ("binary_body", TargetKind::BinaryBody),
     ("body_text", TargetKind::BodyText),
+    ("credentials", TargetKind::Credentials),
     ("remote_addr", TargetKind::RemoteAddr),
 ];
 
@@ -93,6 +98,7 @@ pub const INPUTS: &[TargetKind] = &[
     TargetKind::Cookies,
     TargetKind::CookieNames,
     TargetKind::Files,
+    TargetKind::Credentials,
 ];
 
 /// The kinds of [`INPUTS`] that carry a value under a name, which `inputs:<name>` narrows: the

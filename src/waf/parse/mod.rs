@@ -11,6 +11,7 @@ use super::transform::url_decode_once;
 mod binary;
 mod charset;
 mod coding;
+mod credentials;
 mod json;
 mod multipart;
 mod xml;
@@ -152,6 +153,19 @@ pub fn head_items<'a>(req: &'a RequestView<'a>, limits: &ParseLimits, out: &mut 
                     kind: TargetKind::Cookies,
                     name: Cow::Borrowed(n.trim()),
                     value: Cow::Borrowed(v.trim()),
+                });
+            }
+        } else if *name == "authorization" {
+            if let Some((user, password)) = credentials::basic_credentials(value) {
+                out.push(Item {
+                    kind: TargetKind::Credentials,
+                    name: Cow::Borrowed("user"),
+                    value: Cow::Owned(user),
+                });
+                out.push(Item {
+                    kind: TargetKind::Credentials,
+                    name: Cow::Borrowed("password"),
+                    value: Cow::Owned(password),
                 });
             }
         }
