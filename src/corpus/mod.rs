@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::waf::{SampleRequest, Waf, WafPolicy};
+use crate::waf::{body_text, decode_body, SampleRequest, Waf, WafPolicy};
 
 /// One corpus record.
 #[derive(Debug, Clone, Deserialize)]
@@ -113,9 +113,25 @@ impl Record {
             // The gateway's HTTP layer removes chunked framing before the WAF sees a body.
             body = dechunk(&body).unwrap_or(body);
         }
-        if !body.is_empty() {
-            s.body = Some(String::from_utf8_lossy(&body).into_owned());
+        if body.is_empty() {
+            return s;
         }
+        // As the gateway reads a body: its codings undone (or inspected as sent when they cannot
+        // be), then decoded as text by its byte order mark or content type.
+        let header = |name: &str| {
+            let values: Vec<&str> = self
+                .headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+                .collect();
+            (!values.is_empty()).then(|| values.join(","))
+        };
+        let limit = WafPolicy::default().body_limit;
+        let decoded = decode_body(header("content-encoding").as_deref(), &body, limit)
+            .unwrap_or(std::borrow::Cow::Borrowed(&body));
+        let content_type = s.content_type().map(str::to_string);
+        s.body = Some(body_text(content_type.as_deref(), &decoded).into_owned());
         s
     }
 }
@@ -464,4 +480,50 @@ pub fn replay(records: &[Record], opts: &ReplayOptions<'_>) -> Result<Vec<Outcom
     });
     out.sort_by_key(|o| o.index);
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    fn record(headers: &[(&str, &str)], body: &[u8]) -> Record {
+        Record {
+            id: "t/1".into(),
+            source: "t".into(),
+            category: "c".into(),
+            expect: "block".into(),
+            method: "POST".into(),
+            target: "/".into(),
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: None,
+            body_b64: Some(base64::engine::general_purpose::STANDARD.encode(body)),
+            pl: None,
+            version: None,
+            verbatim: false,
+        }
+    }
+
+    #[test]
+    fn offline_bodies_are_read_as_the_gateway_reads_them() {
+        let form = "q=%27+union+select+password+from+users--";
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(form.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        let ct = ("Content-Type", "application/x-www-form-urlencoded");
+        let s = record(&[ct, ("Content-Encoding", "gzip")], &gz).sample();
+        assert_eq!(s.body.as_deref(), Some(form));
+
+        let json = r#"{"q":"\u0027 union select"}"#;
+        let utf16: Vec<u8> = json.encode_utf16().flat_map(u16::to_le_bytes).collect();
+        let s = record(&[("Content-Type", "application/json")], &utf16).sample();
+        assert_eq!(s.body.as_deref(), Some(json));
+
+        // A coding that does not decode is inspected as sent.
+        let s = record(&[ct, ("Content-Encoding", "gzip")], form.as_bytes()).sample();
+        assert_eq!(s.body.as_deref(), Some(form));
+    }
 }

@@ -83,9 +83,11 @@ pub fn body_text<'a>(content_type: Option<&str>, raw: &'a [u8]) -> Cow<'a, str> 
         let declared = content_type
             .and_then(charset)
             .is_some_and(|c| c.starts_with("utf-16") || c.starts_with("utf-32"));
-        (declared || body_kind(content_type) == BodyKind::Json)
-            .then(|| from_nuls(raw).map(|e| (e, 0)))
-            .flatten()
+        if declared || body_kind(content_type) == BodyKind::Json {
+            from_nuls(raw).map(|e| (e, 0))
+        } else {
+            None
+        }
     });
     match detected {
         Some((enc, skip)) => Cow::Owned(decode(&raw[skip..], enc)),

@@ -35,7 +35,8 @@ pub(super) fn xml_items<'a>(
         let ev = reader.read_event();
         if matches!(
             ev,
-            Ok(Event::Start(_) | Event::Empty(_) | Event::End(_) | Event::Eof) | Err(_)
+            Ok(Event::Start(_) | Event::Empty(_) | Event::End(_) | Event::DocType(_) | Event::Eof)
+                | Err(_)
         ) {
             flush(&mut text, &stack, out);
         }
@@ -91,7 +92,6 @@ pub(super) fn xml_items<'a>(
                 text.push_str(&String::from_utf8_lossy(t.as_ref()));
             }
             Ok(Event::DocType(t)) => {
-                flush(&mut text, &stack, out);
                 any = true;
                 out.push(Item {
                     kind: TargetKind::Xml,
