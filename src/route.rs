@@ -2,7 +2,11 @@
 //!
 //! Routing happens on the normalised path (dot segments removed, repeated slashes merged) and the
 //! normalised path is what the backend receives, so a route cannot be escaped with `/a/../b`.
+//! Routes and scopes are matched without the `;` parameters of path segments, which servlet
+//! containers drop (`/admin;x/secret`), and escapes of unreserved characters are decoded
+//! (`/%61dmin`).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::upstream::UpstreamGroup;
@@ -168,7 +172,10 @@ pub fn normalize_host(raw: &str) -> String {
     without_port.trim_end_matches('.').to_ascii_lowercase()
 }
 
-/// Removes dot segments (RFC 3986 §5.2.4, also when written `%2e`) and merges repeated slashes.
+/// Removes dot segments (RFC 3986 §5.2.4), merges repeated slashes and decodes the escapes of
+/// unreserved characters (`%61dmin` is `admin`, RFC 3986 §6.2.2.2). A segment whose text before
+/// a `;` is `.` or `..` is a dot segment, as Tomcat, Jetty and Spring read `..;x`; other
+/// segments keep their `;` parameters (`;jsessionid=…`), which [`match_path`] sets aside.
 ///
 /// Returns `None` when the path does not start with `/` (and is not `*`), which the caller
 /// answers with 400.
@@ -179,18 +186,14 @@ pub fn normalize_path(path: &str) -> Option<String> {
     if !path.starts_with('/') {
         return None;
     }
-    let mut out: Vec<&str> = Vec::new();
+    let mut out: Vec<Cow<'_, str>> = Vec::new();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
     let last = segments.len().saturating_sub(1);
     let mut trailing_slash = false;
     for (i, seg) in segments.iter().enumerate() {
-        match classify_segment(seg) {
-            Segment::Empty => {
-                if i == last {
-                    trailing_slash = true;
-                }
-            }
-            Segment::Dot => {
+        let seg = decode_unreserved(seg);
+        match classify_segment(&seg) {
+            Segment::Empty | Segment::Dot => {
                 if i == last {
                     trailing_slash = true;
                 }
@@ -215,6 +218,63 @@ pub fn normalize_path(path: &str) -> Option<String> {
     Some(s)
 }
 
+/// The path routes, API-key scopes and rate-limit scopes are matched on: a path from
+/// [`normalize_path`] without the `;` parameters of its segments, as the servlet containers
+/// behind a gateway read it (`/admin;x/secret` is `/admin/secret` to Tomcat).
+pub fn match_path(normalized: &str) -> Cow<'_, str> {
+    if !normalized.contains(';') {
+        return Cow::Borrowed(normalized);
+    }
+    let mut s = String::with_capacity(normalized.len());
+    for seg in normalized.split('/').skip(1) {
+        let name = seg.split(';').next().unwrap_or("");
+        if !name.is_empty() {
+            s.push('/');
+            s.push_str(name);
+        }
+    }
+    if s.is_empty() || normalized.ends_with('/') {
+        s.push('/');
+    }
+    Cow::Owned(s)
+}
+
+/// RFC 3986 §2.3: characters that mean the same whether escaped or not.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// `seg` with `%XX` escapes of unreserved characters decoded; other escapes are kept.
+fn decode_unreserved(seg: &str) -> Cow<'_, str> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let b = seg.as_bytes();
+    let escaped_unreserved = |i: usize| -> Option<u8> {
+        let (h, l) = (hex(*b.get(i + 1)?)?, hex(*b.get(i + 2)?)?);
+        let v = (h * 16 + l) as u8;
+        is_unreserved(v).then_some(v)
+    };
+    if !(0..b.len()).any(|i| b[i] == b'%' && escaped_unreserved(i).is_some()) {
+        return Cow::Borrowed(seg);
+    }
+    let mut out = String::with_capacity(seg.len());
+    let mut i = 0;
+    while i < b.len() {
+        match escaped_unreserved(i).filter(|_| b[i] == b'%') {
+            Some(v) => {
+                out.push(v as char);
+                i += 3;
+            }
+            None => {
+                // Only ASCII escapes are replaced, so the rest is copied char by char.
+                let c = seg[i..].chars().next().unwrap_or_default();
+                out.push(c);
+                i += c.len_utf8();
+            }
+        }
+    }
+    Cow::Owned(out)
+}
+
 enum Segment {
     Empty,
     Dot,
@@ -226,10 +286,9 @@ fn classify_segment(seg: &str) -> Segment {
     if seg.is_empty() {
         return Segment::Empty;
     }
-    let lower = seg.to_ascii_lowercase();
-    match lower.as_str() {
-        "." | "%2e" => Segment::Dot,
-        ".." | "%2e." | ".%2e" | "%2e%2e" => Segment::DotDot,
+    match seg.split(';').next().unwrap_or("") {
+        "." => Segment::Dot,
+        ".." => Segment::DotDot,
         _ => Segment::Name,
     }
 }
@@ -254,11 +313,28 @@ mod tests {
             ("/a/.", "/a/"),
             ("/file.tar.gz", "/file.tar.gz"),
             ("/.well-known/acme", "/.well-known/acme"),
+            // Escaped unreserved characters are the characters themselves; others stay escaped.
+            ("/%61dmin/%7Eme", "/admin/~me"),
+            ("/a%2fb/%3B/%25", "/a%2fb/%3B/%25"),
+            ("/caf%C3%A9/\u{e9}", "/caf%C3%A9/\u{e9}"),
+            // Dot segments with parameters, as servlet containers read them.
+            ("/public/..;x/admin", "/admin"),
+            ("/public/..;jsessionid=1/admin", "/admin"),
+            ("/public/%2e%2e;x/admin", "/admin"),
+            ("/.;/admin/secret", "/admin/secret"),
+            ("/shop;jsessionid=A1/cart", "/shop;jsessionid=A1/cart"),
         ];
         for (input, want) in cases {
             assert_eq!(normalize_path(input).as_deref(), Some(want), "{input}");
         }
         assert_eq!(normalize_path("a/b"), None);
+        let matched = |p: &str| match_path(&normalize_path(p).unwrap()).into_owned();
+        assert_eq!(matched("/admin;x/secret"), "/admin/secret");
+        assert_eq!(matched("/admin;/secret"), "/admin/secret");
+        assert_eq!(matched("/;x/admin/"), "/admin/");
+        assert_eq!(matched("/shop;jsessionid=A1"), "/shop");
+        assert_eq!(matched("/a/b"), "/a/b");
+        assert_eq!(matched("/;x"), "/");
         assert_eq!(normalize_path("*").as_deref(), Some("*"));
     }
 

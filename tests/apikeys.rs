@@ -228,3 +228,48 @@ async fn a_keys_tier_selects_its_rate_limit() {
     let r = call(&gw, "/api/x", Some(GOLD)).await;
     assert_eq!(r.headers()["ratelimit-policy"], "\"per-key\";q=5;w=60");
 }
+
+/// Servlet containers drop `;` parameters from path segments and read `..;x` as `..`, and any
+/// server reads `%61` as `a`: the route and the key's scope are chosen on the path as the backend
+/// will read it, so none of these reaches the keyed route without a key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_parameters_and_escapes_do_not_lead_around_a_keyed_route() {
+    let be = Backend::start("app");
+    let gw = gateway(&be);
+    let send = |target: &str, key: Option<&str>| {
+        let key = key
+            .map(|k| format!("X-API-Key: {k}\r\n"))
+            .unwrap_or_default();
+        let req = format!("GET {target} HTTP/1.1\r\nHost: app\r\nConnection: close\r\n{key}\r\n");
+        let resp = raw_request(gw.addr(), req.as_bytes(), std::time::Duration::from_secs(5));
+        resp.split(' ').nth(1).unwrap_or("").to_string()
+    };
+    for target in [
+        "/api;x/orders",
+        "/api;/orders",
+        "/%61pi/orders",
+        "/%61%70%69/orders",
+        "/public/..;x/api/orders",
+        "/public/..;jsessionid=1/api/orders",
+        "/public/%2e%2e;x/api/orders",
+        "/.;/api/orders",
+        "/;x/api/orders",
+    ] {
+        assert_eq!(send(target, None), "401", "{target} without a key");
+    }
+    assert_eq!(be.count(), 0, "a request without a key reached the backend");
+
+    // The scope of a key is judged on the same path.
+    assert_eq!(send("/api;x/users", Some(SCOPED)), "403");
+    assert_eq!(send("/%61pi/users", Some(SCOPED)), "403");
+    assert_eq!(send("/api/orders;x", Some(SCOPED)), "200");
+    // Parameters of ordinary segments are the application's (session ids in URLs) and are
+    // forwarded; dot segments and escaped unreserved characters are resolved first.
+    assert_eq!(send("/api;jsessionid=A1/orders", Some(GOOD)), "200");
+    assert_eq!(send("/public/..;x/api/%6Frders", Some(GOOD)), "200");
+    let targets: Vec<String> = be.seen().into_iter().map(|s| s.target).collect();
+    assert_eq!(
+        targets,
+        ["/api/orders;x", "/api;jsessionid=A1/orders", "/api/orders"]
+    );
+}

@@ -34,6 +34,9 @@ pub struct RequestCtx {
     pub raw_path: String,
     /// The query string as the client sent it.
     pub raw_query: Option<String>,
+    /// The normalised path without `;` segment parameters: what routes, API-key scopes and
+    /// rate-limit scopes are matched on ([`crate::route::match_path`]).
+    pub match_path: String,
     /// What the WAF concluded, when it ran.
     pub waf: Option<crate::stage::waf::WafOutcome>,
     /// The rate-limit policies that applied and their outcomes.
@@ -81,6 +84,7 @@ impl RequestCtx {
             host: String::new(),
             raw_path: String::new(),
             raw_query: None,
+            match_path: String::new(),
             waf: None,
             rate_limit: Vec::new(),
             redis_error: None,

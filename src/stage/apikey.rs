@@ -47,7 +47,7 @@ impl Stage for ApiKeyStage {
         match self.keys.store.verify(
             secret,
             &route.name,
-            req.uri.path(),
+            &ctx.match_path,
             &req.method,
             SystemTime::now(),
         ) {

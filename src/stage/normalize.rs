@@ -8,7 +8,7 @@ use pingora::proxy::Session;
 use super::{Stage, Verdict};
 use crate::problem::Refusal;
 use crate::proxy::RequestCtx;
-use crate::route::{normalize_host, normalize_path};
+use crate::route::{match_path, normalize_host, normalize_path};
 
 /// Identifies the request and the client and selects the route.
 pub struct NormalizeStage;
@@ -87,7 +87,8 @@ impl Stage for NormalizeStage {
             }
         }
         session.set_read_timeout(Some(cfg.limits.client_body_timeout.0));
-        match cfg.routes.select(&ctx.host, &path) {
+        ctx.match_path = match_path(&path).into_owned();
+        match cfg.routes.select(&ctx.host, &ctx.match_path) {
             Some(route) => {
                 ctx.route = Some(route.clone());
                 if route.require_client_cert && ctx.client_subject.is_none() {

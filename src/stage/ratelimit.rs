@@ -44,7 +44,7 @@ impl Stage for RateLimitStage {
             route: &route,
             headers: &req.headers,
         };
-        let path = req.uri.path();
+        let path = ctx.match_path.as_str();
         // (policy, tier, key digest) of every policy that counts this request.
         let applicable: Vec<_> = self
             .limits
