@@ -212,6 +212,29 @@ async fn http2_is_negotiated_and_proxied() {
         s.be.last().header("x-forwarded-proto").as_deref(),
         Some("https")
     );
+
+    // HTTP/2 cookie fields reach the HTTP/1.1 backend as one line joined with "; " (RFC 9113
+    // §8.2.3), not as several lines a server would join with ", ".
+    let r = cl
+        .get(format!("https://a.test:{}/hello", s.gw.addr().port()))
+        .header("Cookie", "sid=abc")
+        .header("Cookie", "theme=dark")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    let seen = s.be.last();
+    let cookie_lines = seen
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+        .count();
+    assert_eq!(cookie_lines, 1, "{:?}", seen.headers);
+    assert_eq!(
+        seen.header("cookie").as_deref(),
+        Some("sid=abc; theme=dark")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

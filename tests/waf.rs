@@ -887,3 +887,58 @@ async fn protocol_headers_and_basic_credentials_do_not_carry_attacks() {
     );
     assert!(!line.to_string().contains("s3cret"), "{line}");
 }
+
+/// Python servers (http.cookies, Werkzeug) keep a double-quoted cookie value whole across `;` and
+/// decode its `\ooo` escapes; several Cookie lines are joined into one before the WAF and the
+/// backend see them, so a quoted value cannot run from one line into the next unseen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookies_are_read_as_python_servers_read_them_too() {
+    let be = Backend::start("app");
+    let gw = TestGateway::start(&config(be.addr, "  rules: [builtin]\n", ""));
+    let send = |cookie_lines: &[&str]| {
+        let mut req = "GET /profile HTTP/1.1\r\nHost: app\r\nConnection: close\r\n".to_string();
+        for line in cookie_lines {
+            req.push_str(&format!("Cookie: {line}\r\n"));
+        }
+        req.push_str("\r\n");
+        raw_request(gw.addr(), req.as_bytes(), std::time::Duration::from_secs(5))
+    };
+    let attacks: [&[&str]; 5] = [
+        &[r#"id="\047 U\116ION \123ELECT password \106ROM users--""#],
+        &[r#"q="\074img src=x \157nerr\157r=\141lert(1)\076""#],
+        &[r#"f=".\056/.\056/.\056/.\056/\145tc/passwd""#],
+        &[r#"sid=abc; id="1';UPDATE users SET password='x' WHERE name='admin'--""#],
+        &[
+            r#"id="1';UPDATE users SET password='x"#,
+            r#"z=1' WHERE name='admin'--""#,
+        ],
+    ];
+    for lines in attacks {
+        let resp = send(lines);
+        assert!(resp.starts_with("HTTP/1.1 403"), "{lines:?}: {resp}");
+        assert!(
+            resp.contains("application/problem+json"),
+            "{lines:?}: {resp}"
+        );
+    }
+    assert_eq!(be.count(), 0, "an attack reached the backend");
+
+    let harmless: [&[&str]; 3] = [
+        &[r#"sid=abc; consent="yes"; theme=dark"#],
+        &[r#"prefs="a;b;c"; note="say \"hi\"""#],
+        &["sid=abc", "theme=dark"],
+    ];
+    for lines in harmless {
+        let resp = send(lines);
+        assert!(resp.starts_with("HTTP/1.1 200"), "{lines:?}: {resp}");
+    }
+    assert_eq!(be.count(), 3);
+    let last = be.last();
+    let cookie_lines: Vec<&String> = last
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("cookie"))
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(cookie_lines, ["sid=abc; theme=dark"]);
+}

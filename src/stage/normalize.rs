@@ -51,6 +51,9 @@ impl Stage for NormalizeStage {
             return Verdict::Respond(refusal);
         }
 
+        join_cookie_fields(session);
+        let req = session.req_header();
+
         let host = req
             .uri
             .authority()
@@ -98,6 +101,30 @@ impl Stage for NormalizeStage {
             }
             None => Verdict::Respond(Refusal::NoRoute),
         }
+    }
+}
+
+/// Several `Cookie` fields become one, joined with `; `: HTTP/2 clients send each cookie as its
+/// own field and RFC 9113 §8.2.3 has them joined before an HTTP/1.1 hop, and servers that join
+/// repeated HTTP/1.1 fields themselves use `, `, which lets a quoted value run from one field into
+/// the next. The WAF then inspects exactly the line the backend receives.
+fn join_cookie_fields(session: &mut Session) {
+    let fields = session.req_header().headers.get_all(http::header::COOKIE);
+    if fields.iter().nth(1).is_none() {
+        return;
+    }
+    let mut joined = Vec::new();
+    for v in fields.iter() {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(v.as_bytes());
+    }
+    // Bytes of valid field values joined by "; " are a valid field value.
+    if let Ok(v) = http::HeaderValue::from_bytes(&joined) {
+        let req = session.req_header_mut();
+        req.remove_header(&http::header::COOKIE);
+        let _ = req.insert_header(http::header::COOKIE, v);
     }
 }
 

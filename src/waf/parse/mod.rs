@@ -11,6 +11,7 @@ use super::transform::url_decode_once;
 mod binary;
 mod charset;
 mod coding;
+mod cookie;
 mod credentials;
 mod json;
 mod multipart;
@@ -153,6 +154,13 @@ pub fn head_items<'a>(req: &'a RequestView<'a>, limits: &ParseLimits, out: &mut 
                     kind: TargetKind::Cookies,
                     name: Cow::Borrowed(n.trim()),
                     value: Cow::Borrowed(v.trim()),
+                });
+            }
+            for (n, v) in cookie::quoted_cookies(value) {
+                out.push(Item {
+                    kind: TargetKind::Cookies,
+                    name: Cow::Borrowed(n),
+                    value: Cow::Owned(v),
                 });
             }
         } else if *name == "authorization" {
