@@ -140,12 +140,36 @@ impl TargetKind {
         )
     }
 
-    /// Whether item names of this kind compare case-insensitively (header names).
+    /// Whether item names of this kind compare case-insensitively: header names, and JSON keys,
+    /// which ASP.NET Core binds to properties whatever their case.
     fn names_fold_case(self) -> bool {
         matches!(
             self,
-            TargetKind::Headers | TargetKind::HeaderNames | TargetKind::MultipartHeaders
+            TargetKind::Headers
+                | TargetKind::HeaderNames
+                | TargetKind::MultipartHeaders
+                | TargetKind::Json
         )
+    }
+
+    /// Whether item names of this kind compare by [`app_name`]: query, form and cookie names,
+    /// which frameworks rewrite before the application reads them.
+    fn names_as_apps_read(self) -> bool {
+        matches!(
+            self,
+            TargetKind::Args | TargetKind::BodyArgs | TargetKind::Cookies
+        )
+    }
+
+    /// A rule's `kind:name` in the form [`TargetSpec::selects`] compares.
+    fn spec_name(self, name: &str) -> String {
+        if self.names_as_apps_read() {
+            app_name(name).map(char::from).collect()
+        } else if self.names_fold_case() {
+            name.to_ascii_lowercase()
+        } else {
+            name.to_string()
+        }
     }
 }
 
@@ -186,6 +210,22 @@ pub const STRUCTURED_HEADERS: &[&str] = &[
     "upgrade-insecure-requests",
     "x-request-id",
 ];
+
+/// The bytes of a query, form or cookie name as applications read it: PHP drops leading spaces,
+/// reads `a[…]` as the array `a` and turns `.`, ` ` and an unclosed `[` into `_`
+/// (`redirect.uri`, `redirect[uri` are `redirect_uri`); Express's `qs` reads `next[]` and
+/// `next[0]` as `next`; ASP.NET ignores case. Lower-cased.
+fn app_name(name: &str) -> impl Iterator<Item = u8> + '_ {
+    let t = name.trim_start_matches(' ');
+    let base = match t.find('[') {
+        Some(i) if t[i..].contains(']') => &t[..i],
+        _ => t,
+    };
+    base.bytes().map(|b| match b {
+        b'.' | b' ' | b'[' => b'_',
+        b => b.to_ascii_lowercase(),
+    })
+}
 
 /// A rule's target: a kind, optionally narrowed to one name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -228,7 +268,7 @@ impl TargetSpec {
                 .iter()
                 .map(|k| TargetSpec {
                     kind: *k,
-                    name: name.map(str::to_string),
+                    name: name.map(|n| k.spec_name(n)),
                     except: &[],
                 })
                 .collect());
@@ -242,8 +282,7 @@ impl TargetSpec {
         };
         let name = match name {
             Some("") => return Err(format!("target {text:?} has an empty name")),
-            Some(n) if k.names_fold_case() => Some(n.to_ascii_lowercase()),
-            Some(n) => Some(n.to_string()),
+            Some(n) => Some(k.spec_name(n)),
             None => None,
         };
         Ok(vec![TargetSpec {
@@ -262,6 +301,7 @@ impl TargetSpec {
                 .any(|e| e.eq_ignore_ascii_case(&item.name))
             && match &self.name {
                 None => true,
+                Some(n) if self.kind.names_as_apps_read() => n.bytes().eq(app_name(&item.name)),
                 Some(n) if self.kind.names_fold_case() => n.eq_ignore_ascii_case(&item.name),
                 Some(n) => *n == item.name,
             }
@@ -328,7 +368,6 @@ mod tests {
         let specs = TargetSpec::parse("inputs:returnTo").unwrap();
         let kinds: Vec<TargetKind> = specs.iter().map(|t| t.kind).collect();
         assert_eq!(kinds, NAMED_INPUTS);
-        assert!(specs.iter().all(|t| t.name.as_deref() == Some("returnTo")));
         let item = |kind, name: &'static str| Item {
             kind,
             name: name.into(),
@@ -337,11 +376,35 @@ mod tests {
         let selected = |i: &Item<'_>| specs.iter().any(|t| t.selects(i));
         for kind in NAMED_INPUTS {
             assert!(selected(&item(*kind, "returnTo")), "{kind:?}");
-            assert!(
-                !selected(&item(*kind, "returnto")),
-                "{kind:?}: names keep their case"
-            );
             assert!(!selected(&item(*kind, "next")), "{kind:?}");
+        }
+        // Query, form and cookie names as PHP, Express and ASP.NET read them; JSON keys as
+        // ASP.NET Core binds them (any case); XML element names as they are.
+        for kind in [TargetKind::Args, TargetKind::BodyArgs, TargetKind::Cookies] {
+            for name in [
+                "RETURNTO",
+                "returnTo[]",
+                "returnTo[0]",
+                " returnTo",
+                "returnTo[a][b]",
+            ] {
+                assert!(selected(&item(kind, name)), "{kind:?} {name}");
+            }
+            assert!(!selected(&item(kind, "return_to")), "{kind:?}");
+            assert!(!selected(&item(kind, "xreturnTo")), "{kind:?}");
+        }
+        assert!(selected(&item(TargetKind::Json, "RETURNTO")));
+        assert!(!selected(&item(TargetKind::Json, "returnTo[]")));
+        assert!(!selected(&item(TargetKind::Xml, "returnto")));
+        let specs = TargetSpec::parse("inputs:redirect_uri").unwrap();
+        let selected = |i: &Item<'_>| specs.iter().any(|t| t.selects(i));
+        for name in [
+            "redirect.uri",
+            "redirect uri",
+            "redirect[uri",
+            "Redirect_Uri",
+        ] {
+            assert!(selected(&item(TargetKind::Args, name)), "{name}");
         }
         // Names are not values: a query argument called `returnTo` is selected through
         // `args:returnTo`, not through its name item; headers are not inputs.
@@ -349,7 +412,7 @@ mod tests {
         assert!(!selected(&item(TargetKind::Headers, "returnTo")));
         // A nested JSON key has a dotted path, so only the top-level one is selected.
         assert!(!selected(&item(TargetKind::Json, "user.returnTo")));
-        assert_eq!(specs[0].to_string(), "args:returnTo");
+        assert_eq!(specs[0].to_string(), "args:redirect_uri");
     }
 
     #[test]
@@ -361,7 +424,8 @@ mod tests {
             value: "".into(),
         };
         assert!(t.selects(&item("id")));
-        assert!(!t.selects(&item("ID")));
+        assert!(t.selects(&item("ID")), "ASP.NET reads names in any case");
+        assert!(!t.selects(&item("idx")));
         let h = &TargetSpec::parse("headers:user-agent").unwrap()[0];
         assert!(h.selects(&Item {
             kind: TargetKind::Headers,
