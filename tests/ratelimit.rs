@@ -105,6 +105,37 @@ async fn a_request_refused_by_one_policy_does_not_use_up_another() {
     assert_eq!(s, vec![200, 200, 429]);
 }
 
+/// A limit scoped to a path prefix counts the spellings of that path a servlet container reads
+/// as it: segment parameters (`/login;x`) and escaped unreserved characters (`/%6Cogin`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_path_scoped_limit_counts_every_spelling_of_the_path() {
+    let be = Backend::start("app");
+    let gw = TestGateway::start(&config(
+        be.addr,
+        "  policies:\n    - { name: login, rate: 2, per: 60s, key: [client_ip], scope: { path_prefixes: [/login] } }\n",
+    ));
+    let send = |target: &str| {
+        let req = format!(
+            "POST {target} HTTP/1.1\r\nHost: app\r\nX-Forwarded-For: 198.51.100.20\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let resp = raw_request(gw.addr(), req.as_bytes(), Duration::from_secs(5));
+        resp.split(' ').nth(1).unwrap_or("").to_string()
+    };
+    let statuses: Vec<String> = [
+        "/login",
+        "/login;jsessionid=A1",
+        "/%6Cogin",
+        "/login;x/",
+        "/%6c%6Fgin",
+    ]
+    .iter()
+    .map(|t| send(t))
+    .collect();
+    assert_eq!(statuses, ["200", "200", "429", "429", "429"]);
+    // Other paths are outside the scope.
+    assert_eq!(send("/logout"), "200");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadow_mode_counts_but_never_refuses() {
     let be = Backend::start("app");
