@@ -942,3 +942,132 @@ async fn cookies_are_read_as_python_servers_read_them_too() {
         .collect();
     assert_eq!(cookie_lines, ["sid=abc; theme=dark"]);
 }
+
+/// Code page 037 for the characters the XML test documents use.
+fn ebcdic(text: &str) -> Vec<u8> {
+    text.chars()
+        .map(|c| match c {
+            'a'..='i' => 0x81 + (c as u8 - b'a'),
+            'j'..='r' => 0x91 + (c as u8 - b'j'),
+            's'..='z' => 0xA2 + (c as u8 - b's'),
+            'A'..='I' => 0xC1 + (c as u8 - b'A'),
+            'J'..='R' => 0xD1 + (c as u8 - b'J'),
+            'S'..='Z' => 0xE2 + (c as u8 - b'S'),
+            '0'..='9' => 0xF0 + (c as u8 - b'0'),
+            ' ' => 0x40,
+            '.' => 0x4B,
+            '<' => 0x4C,
+            '(' => 0x4D,
+            '+' => 0x4E,
+            '&' => 0x50,
+            '!' => 0x5A,
+            ';' => 0x5E,
+            '-' => 0x60,
+            '/' => 0x61,
+            ',' => 0x6B,
+            '%' => 0x6C,
+            '_' => 0x6D,
+            '>' => 0x6E,
+            '?' => 0x6F,
+            ':' => 0x7A,
+            '#' => 0x7B,
+            '@' => 0x7C,
+            '\'' => 0x7D,
+            '=' => 0x7E,
+            '"' => 0x7F,
+            '[' => 0xBA,
+            ']' => 0xBB,
+            '\n' => 0x25,
+            other => panic!("{other:?} is not in the test's code page 037 table"),
+        })
+        .collect()
+}
+
+/// Body encodings that backends decode and a WAF reading UTF-8 text would not: EBCDIC and UTF-7
+/// XML (the JDK's parser and libxml2), Content-Transfer-Encoding with parameters (Django) or
+/// after an LF CRLF head (Python's email package), RFC 2231 file names (Werkzeug), YAML escapes
+/// (PyYAML) and PHP's escaped serialized strings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_encodings_that_backends_decode_do_not_hide_attacks() {
+    let be = Backend::start("app");
+    let gw = TestGateway::start(&config(be.addr, "  rules: [builtin]\n", ""));
+    let send = |content_type: &str, body: &[u8]| {
+        let mut req = format!(
+            "POST /api HTTP/1.1\r\nHost: app\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(body);
+        raw_request(gw.addr(), &req, std::time::Duration::from_secs(5))
+    };
+    let part = |head: &str, content: &str| {
+        format!("--XB\r\nContent-Disposition: form-data; name=\"q\"{head}\r\n\r\n{content}\r\n--XB--\r\n")
+    };
+    let mp = "multipart/form-data; boundary=XB";
+    // (what, content type, attack body, harmless body)
+    let cases: Vec<(&str, &str, Vec<u8>, Vec<u8>)> = vec![
+        (
+            "XXE in EBCDIC XML",
+            "application/xml",
+            ebcdic("<?xml version=\"1.0\" encoding=\"IBM037\"?>\n<!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><r><q>&x;</q></r>"),
+            b"<?xml version=\"1.0\" encoding=\"UTF-8\"?><r><q>hello</q></r>".to_vec(),
+        ),
+        (
+            "UTF-7 XML",
+            "application/xml",
+            b"<?xml version=\"1.0\" encoding=\"UTF-7\"?><r><q>+ACcAIABVAE4ASQBPAE4AIABTAEUATABFAEMAVA-</q></r>".to_vec(),
+            b"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><r><q>hello</q></r>".to_vec(),
+        ),
+        (
+            "base64 part with a parameter after the coding",
+            mp,
+            part("\r\nContent-Transfer-Encoding: base64; x=y", "JyBVTklP!TiBTRUxFQ1QgcGFzc3dvcmQgRlJPTSB1c2Vycy0t").into_bytes(),
+            part("", "a plain note").into_bytes(),
+        ),
+        (
+            "base64 part whose head ends with LF CRLF",
+            mp,
+            b"--XB\r\nContent-Disposition: form-data; name=\"q\"\r\nContent-Transfer-Encoding: base64\n\r\nJyBVTklPTiBTRUxFQ1QgcGFzc3dvcmQgRlJPTSB1c2Vycy0t\r\n--XB--\r\n".to_vec(),
+            part("\r\nContent-Type: text/plain", "a plain note").into_bytes(),
+        ),
+        (
+            "RFC 2231 file name continuation",
+            mp,
+            "--XB\r\nContent-Disposition: form-data; name=\"f\"; filename*0=\"../../../../etc/passwd\"\r\n\r\nxx\r\n--XB--\r\n".as_bytes().to_vec(),
+            "--XB\r\nContent-Disposition: form-data; name=\"f\"; filename=\"report.pdf\"\r\n\r\nxx\r\n--XB--\r\n".as_bytes().to_vec(),
+        ),
+        (
+            "YAML eight-digit escapes",
+            "application/x-yaml",
+            br#"q: "\U00000027\U00000020\U00000055NION \U00000053ELECT password FROM users--""#.to_vec(),
+            b"q: \"a plain note\"".to_vec(),
+        ),
+        (
+            "YAML line continuations",
+            "application/x-yaml",
+            b"q: \"' UNI\\\n  ON SEL\\\n  ECT password FROM users--\"".to_vec(),
+            b"q: \"a plain \\\n  note\"".to_vec(),
+        ),
+        (
+            "PHP escaped serialized string",
+            "application/x-www-form-urlencoded",
+            br#"data=a%3A1%3A%7Bs%3A1%3A%22q%22%3BS%3A36%3A%22%5C27%20%5C55NION%20%5C53ELECT%20password%20FROM%20users--%22%3B%7D"#.to_vec(),
+            br#"data=a%3A1%3A%7Bs%3A1%3A%22q%22%3Bs%3A5%3A%22hello%22%3B%7D"#.to_vec(),
+        ),
+    ];
+    let mut served = 0;
+    for (what, ct, attack, harmless) in &cases {
+        let resp = send(ct, harmless);
+        assert!(resp.starts_with("HTTP/1.1 200"), "{what}, harmless: {resp}");
+        served += 1;
+        assert_eq!(
+            be.count(),
+            served,
+            "{what}: the harmless body was not forwarded"
+        );
+        let resp = send(ct, attack);
+        assert!(resp.starts_with("HTTP/1.1 403"), "{what}: {resp}");
+        assert!(resp.contains("application/problem+json"), "{what}: {resp}");
+    }
+    assert_eq!(be.count(), served, "an attack reached the backend");
+}

@@ -5,6 +5,10 @@
 //! the first four bytes (RFC 4627, section 3). Read as UTF-8, such a body is text with a NUL
 //! after every character, which hides its `\uXXXX` escapes from the decoders; it is read as
 //! those parsers read it instead.
+//!
+//! XML parsers (the JDK's, libxml2) also detect EBCDIC from a document's first bytes, `<?xm` in
+//! code page 037; such a body is read in that code page, whose letters, digits and markup
+//! characters the other EBCDIC pages share, so its declaration and markup are seen.
 
 use std::borrow::Cow;
 
@@ -39,6 +43,47 @@ fn from_nuls(b: &[u8]) -> Option<Unicode> {
         _ => None,
     }
 }
+
+/// `<?xm` in EBCDIC: the start of an XML document an XML parser reads as EBCDIC.
+const EBCDIC_XML: [u8; 4] = [0x4C, 0x6F, 0xA7, 0x94];
+
+/// Code page 037 (EBCDIC, US and Canada), byte by byte; controls other than tab, CR and the two
+/// line feeds are U+FFFD.
+#[rustfmt::skip]
+const CP037: [char; 256] = [
+    '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\t', '\u{fffd}', '\u{fffd}',
+    '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\r', '\u{fffd}', '\u{fffd}',
+    '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\n', '\u{fffd}', '\u{fffd}',
+    '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}',
+    '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\n', '\u{fffd}', '\u{fffd}',
+    '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}',
+    '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}',
+    '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}', '\u{fffd}',
+    ' ', '\u{a0}', '\u{e2}', '\u{e4}', '\u{e0}', '\u{e1}', '\u{e3}', '\u{e5}',
+    '\u{e7}', '\u{f1}', '\u{a2}', '.', '<', '(', '+', '|',
+    '&', '\u{e9}', '\u{ea}', '\u{eb}', '\u{e8}', '\u{ed}', '\u{ee}', '\u{ef}',
+    '\u{ec}', '\u{df}', '!', '$', '*', ')', ';', '\u{ac}',
+    '-', '/', '\u{c2}', '\u{c4}', '\u{c0}', '\u{c1}', '\u{c3}', '\u{c5}',
+    '\u{c7}', '\u{d1}', '\u{a6}', ',', '%', '_', '>', '?',
+    '\u{f8}', '\u{c9}', '\u{ca}', '\u{cb}', '\u{c8}', '\u{cd}', '\u{ce}', '\u{cf}',
+    '\u{cc}', '`', ':', '#', '@', '\'', '=', '"',
+    '\u{d8}', 'a', 'b', 'c', 'd', 'e', 'f', 'g',
+    'h', 'i', '\u{ab}', '\u{bb}', '\u{f0}', '\u{fd}', '\u{fe}', '\u{b1}',
+    '\u{b0}', 'j', 'k', 'l', 'm', 'n', 'o', 'p',
+    'q', 'r', '\u{aa}', '\u{ba}', '\u{e6}', '\u{b8}', '\u{c6}', '\u{a4}',
+    '\u{b5}', '~', 's', 't', 'u', 'v', 'w', 'x',
+    'y', 'z', '\u{a1}', '\u{bf}', '\u{d0}', '\u{dd}', '\u{de}', '\u{ae}',
+    '^', '\u{a3}', '\u{a5}', '\u{b7}', '\u{a9}', '\u{a7}', '\u{b6}', '\u{bc}',
+    '\u{bd}', '\u{be}', '[', ']', '\u{af}', '\u{a8}', '\u{b4}', '\u{d7}',
+    '{', 'A', 'B', 'C', 'D', 'E', 'F', 'G',
+    'H', 'I', '\u{ad}', '\u{f4}', '\u{f6}', '\u{f2}', '\u{f3}', '\u{f5}',
+    '}', 'J', 'K', 'L', 'M', 'N', 'O', 'P',
+    'Q', 'R', '\u{b9}', '\u{fb}', '\u{fc}', '\u{f9}', '\u{fa}', '\u{ff}',
+    '\\', '\u{f7}', 'S', 'T', 'U', 'V', 'W', 'X',
+    'Y', 'Z', '\u{b2}', '\u{d4}', '\u{d6}', '\u{d2}', '\u{d3}', '\u{d5}',
+    '0', '1', '2', '3', '4', '5', '6', '7',
+    '8', '9', '\u{b3}', '\u{db}', '\u{dc}', '\u{d9}', '\u{da}', '\u{fffd}',
+];
 
 /// The `charset` parameter of a content type, lower case.
 fn charset(content_type: &str) -> Option<String> {
@@ -79,11 +124,15 @@ fn decode(b: &[u8], enc: Unicode) -> String {
 /// encoding its first four bytes show. Anything else is UTF-8, with bytes that are not UTF-8
 /// replaced.
 pub fn body_text<'a>(content_type: Option<&str>, raw: &'a [u8]) -> Cow<'a, str> {
+    if raw.starts_with(&EBCDIC_XML) {
+        return Cow::Owned(raw.iter().map(|b| CP037[*b as usize]).collect());
+    }
     let detected = from_bom(raw).or_else(|| {
         let declared = content_type
             .and_then(charset)
             .is_some_and(|c| c.starts_with("utf-16") || c.starts_with("utf-32"));
-        if declared || body_kind(content_type) == BodyKind::Json {
+        let kind = body_kind(content_type);
+        if declared || kind == BodyKind::Json || kind == BodyKind::Xml {
             from_nuls(raw).map(|e| (e, 0))
         } else {
             None
@@ -101,6 +150,32 @@ mod tests {
 
     fn utf16le(s: &str) -> Vec<u8> {
         s.encode_utf16().flat_map(u16::to_le_bytes).collect()
+    }
+
+    #[test]
+    fn ebcdic_xml_is_read_in_code_page_037() {
+        let doc = "<?xml version=\"1.0\" encoding=\"IBM037\"?>\n<!DOCTYPE r [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><r>{&x;} [a|b] ~`^_$#@!</r>";
+        // Encoded byte by byte through the table itself: every character of `doc` is in it.
+        let ebcdic: Vec<u8> = doc
+            .chars()
+            .map(|c| CP037.iter().position(|t| *t == c).unwrap() as u8)
+            .collect();
+        assert!(ebcdic.starts_with(&EBCDIC_XML));
+        assert_eq!(body_text(Some("application/xml"), &ebcdic), doc);
+        assert_eq!(body_text(Some("text/plain"), &ebcdic), doc);
+        // Letters and digits where EBCDIC keeps them.
+        assert_eq!(CP037[0xC1], 'A');
+        assert_eq!(CP037[0x81], 'a');
+        assert_eq!(CP037[0xF0], '0');
+        // A UTF-16 XML body without a byte order mark is read as UTF-16 too.
+        let utf16: Vec<u8> = "<?xml version=\"1.0\"?><r>x</r>"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        assert_eq!(
+            body_text(Some("text/xml"), &utf16),
+            "<?xml version=\"1.0\"?><r>x</r>"
+        );
     }
 
     #[test]

@@ -96,15 +96,9 @@ pub(super) fn multipart_items<'a>(
             .strip_prefix("\r\n")
             .or_else(|| part.strip_prefix('\n'))
             .map(|content| ("", content));
-        let (head, content) = match empty_head {
+        let (head, content) = match empty_head.or_else(|| split_head(part)) {
             Some(split) => split,
-            None => match part.find("\r\n\r\n") {
-                Some(i) => (&part[..i], &part[i + 4..]),
-                None => match part.find("\n\n") {
-                    Some(i) => (&part[..i], &part[i + 2..]),
-                    None => return Ok(false),
-                },
-            },
+            None => return Ok(false),
         };
         // Every name the part gives (two `name` parameters, two Content-Disposition lines):
         // parsers differ on which one counts, and an exclusion for one name must not hide the
@@ -202,6 +196,29 @@ fn split_params(v: &str) -> Vec<&str> {
     out
 }
 
+/// A part's header lines and content, split at the first empty line, whichever of LF and CRLF
+/// end the lines around it (Python's `email` package ends the head at `LF CRLF` too).
+fn split_head(part: &str) -> Option<(&str, &str)> {
+    let b = part.as_bytes();
+    let mut from = 0;
+    while let Some(off) = b[from..].iter().position(|&c| c == b'\n') {
+        let n = from + off;
+        let rest = &b[n + 1..];
+        let blank = if rest.starts_with(b"\n") {
+            Some(1)
+        } else if rest.starts_with(b"\r\n") {
+            Some(2)
+        } else {
+            None
+        };
+        if let Some(len) = blank {
+            return Some((part[..n].trim_end_matches('\r'), &part[n + 1 + len..]));
+        }
+        from = n + 1;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +283,36 @@ mod tests {
                 "body_args:b=lf",
             ]
         );
+    }
+
+    #[test]
+    fn the_head_ends_at_the_first_empty_line_whatever_the_line_ends() {
+        // LF then CRLF: the Python `email` package ends the head there, and so does the WAF, so
+        // the Content-Transfer-Encoding line is a header, not content.
+        let mut out = Vec::new();
+        let ok = multipart_items(
+            "--XB\r\nContent-Disposition: form-data; name=\"q\"\r\nContent-Transfer-Encoding: base64\n\r\nJyBVTklPTg==\r\n--XB--\r\n",
+            "XB",
+            &ParseLimits::default(),
+            &mut out,
+        )
+        .unwrap();
+        assert!(ok);
+        let cte: Vec<&str> = out
+            .iter()
+            .filter(|i| {
+                i.kind == TargetKind::MultipartHeaders
+                    && i.name.eq_ignore_ascii_case("content-transfer-encoding")
+            })
+            .map(|i| &*i.value)
+            .collect();
+        assert_eq!(cte, ["base64"]);
+        assert_eq!(
+            split_head("a: 1\r\nb: 2\n\ncontent\r\n\r\nmore"),
+            Some(("a: 1\r\nb: 2", "content\r\n\r\nmore"))
+        );
+        assert_eq!(split_head("a: 1\r\n\r\nx"), Some(("a: 1", "x")));
+        assert_eq!(split_head("a: 1\r\nno blank line"), None);
     }
 
     #[test]

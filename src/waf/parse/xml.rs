@@ -102,6 +102,17 @@ pub(super) fn xml_items<'a>(
                     )),
                 })
             }
+            // The encoding the declaration names: XML parsers decode the document by it (libxml2
+            // reads UTF-7 and EBCDIC pages), so rules can refuse those the WAF does not read.
+            Ok(Event::Decl(d)) => {
+                if let Some(Ok(enc)) = d.encoding() {
+                    out.push(Item {
+                        kind: TargetKind::Xml,
+                        name: Cow::Borrowed("?xml-encoding"),
+                        value: Cow::Owned(String::from_utf8_lossy(&enc).into_owned()),
+                    });
+                }
+            }
             Ok(Event::PI(t)) => out.push(Item {
                 kind: TargetKind::Xml,
                 name: Cow::Borrowed("?pi"),

@@ -284,6 +284,16 @@ pub fn js_decode(s: &str) -> Option<String> {
                         }
                     }
                 } else {
+                    // `\U` with eight digits (YAML, TOML, Python and Go literals) before `\u`/`\U`
+                    // with four: read as four, `\U00000027` would be a NUL and leftover digits.
+                    let eight = (n == 'U')
+                        .then(|| chars.get(i + 2..i + 10).and_then(hexval))
+                        .flatten();
+                    if let Some(v) = eight {
+                        out.push(char::from_u32(v).unwrap_or('\u{fffd}'));
+                        i += 10;
+                        continue;
+                    }
                     match chars.get(i + 2..i + 6).and_then(hexval) {
                         Some(v) => {
                             out.push(char::from_u32(v).unwrap_or('\u{fffd}'));
@@ -299,6 +309,17 @@ pub fn js_decode(s: &str) -> Option<String> {
             '\\' | '/' | '\'' | '"' | '`' => {
                 out.push(n);
                 i += 2;
+            }
+            '\n' | '\r' => {
+                // A line continuation (JavaScript, JSON5, YAML and TOML strings): the backslash
+                // and line break are dropped, and with them the indent YAML and TOML drop after it.
+                i += 2;
+                if n == '\r' && chars.get(i) == Some(&'\n') {
+                    i += 1;
+                }
+                while matches!(chars.get(i), Some(' ' | '\t')) {
+                    i += 1;
+                }
             }
             _ => {
                 // Not an escape that encodes a character (`\n`, `\w`, a Windows path): kept as is.

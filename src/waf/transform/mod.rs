@@ -250,6 +250,18 @@ mod tests {
         assert_eq!(t(Transform::JsDecode, r"C:\xampp\users"), r"C:\xampp\users");
         // A braced escape holds at most six digits; an unclosed one is kept as written.
         assert_eq!(t(Transform::JsDecode, r"\u{00003c}"), "<");
+        // Eight-digit `\U` (YAML, TOML); four-digit `\U` as `\u`.
+        assert_eq!(
+            t(Transform::JsDecode, r"\U00000027\U00000020UNION"),
+            "' UNION"
+        );
+        assert_eq!(t(Transform::JsDecode, r"\U0027x"), "'x");
+        assert_eq!(t(Transform::JsDecode, r"\UNION"), r"\UNION");
+        // Line continuations, with the indent YAML and TOML drop after them.
+        assert_eq!(
+            t(Transform::JsDecode, "' UNI\\\n  ON SEL\\\r\n\tECT"),
+            "' UNION SELECT"
+        );
         assert_eq!(t(Transform::JsDecode, r"\u{000003c}"), r"\u{000003c}");
         let unclosed = r"\u{".repeat(1000) + "}";
         assert_eq!(t(Transform::JsDecode, &unclosed), unclosed);
