@@ -1049,6 +1049,12 @@ async fn body_encodings_that_backends_decode_do_not_hide_attacks() {
             b"q: \"a plain \\\n  note\"".to_vec(),
         ),
         (
+            "JSON5 escapes of any character, sent as JSON",
+            "application/json",
+            br"{q: '\' \UNION \SELECT password FROM users--'}".to_vec(),
+            br"{q: 'a plain note', n: 1,}".to_vec(),
+        ),
+        (
             "PHP escaped serialized string",
             "application/x-www-form-urlencoded",
             br#"data=a%3A1%3A%7Bs%3A1%3A%22q%22%3BS%3A36%3A%22%5C27%20%5C55NION%20%5C53ELECT%20password%20FROM%20users--%22%3B%7D"#.to_vec(),

@@ -247,9 +247,65 @@ impl<'de> Visitor<'de> for Key {
     }
 }
 
+/// A body that is not strict JSON read as JSON5 and lenient parsers read its strings: a backslash
+/// before a character that is not a JSON or JavaScript escape stands for that character
+/// (`\UNION` is `UNION`). `None` when no such backslash is there. Escapes that are (`\n`,
+/// `\u0027`, `\\`) are kept for the rules' `js-decode`.
+pub(super) fn lenient_escapes(body: &str) -> Option<String> {
+    let b = body.as_bytes();
+    let hex = |from: usize, n: usize| {
+        b.get(from..from + n)
+            .is_some_and(|d| d.iter().all(u8::is_ascii_hexdigit))
+    };
+    let mut out = String::with_capacity(body.len());
+    let mut changed = false;
+    let mut i = 0;
+    let mut copied = 0;
+    while i < b.len() {
+        if b[i] != b'\\' || i + 1 >= b.len() {
+            i += 1;
+            continue;
+        }
+        let kept = match b[i + 1] {
+            b'n' | b'r' | b't' | b'b' | b'f' | b'v' | b'0' | b'\\' | b'/' | b'"' | b'\'' => true,
+            b'\n' | b'\r' => true,
+            b'u' => hex(i + 2, 4) || b.get(i + 2) == Some(&b'{'),
+            b'U' => hex(i + 2, 8) || hex(i + 2, 4),
+            b'x' | b'X' => hex(i + 2, 2),
+            _ => false,
+        };
+        if !kept {
+            out.push_str(&body[copied..i]);
+            copied = i + 1;
+            changed = true;
+        }
+        i += 2;
+    }
+    if !changed {
+        return None;
+    }
+    out.push_str(&body[copied..]);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lenient_escapes_stand_for_their_character() {
+        assert_eq!(
+            lenient_escapes(r"{q: '\' \UNION \SELECT password FROM users--', r: '{\{7*7}}'}")
+                .as_deref(),
+            Some(r"{q: '\' UNION SELECT password FROM users--', r: '{{7*7}}'}")
+        );
+        // Escapes JSON and JavaScript define are left for js-decode.
+        assert_eq!(
+            lenient_escapes(r#"{"a": "x\n\u0027\\\"y\U00000027"}"#),
+            None
+        );
+        assert_eq!(lenient_escapes("{\"a\": 1}"), None);
+    }
 
     fn items(body: &str) -> (Result<bool, Exceeded>, Vec<String>) {
         let mut out = Vec::new();

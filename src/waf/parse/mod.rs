@@ -287,9 +287,20 @@ pub fn body_items<'a>(
             Ok(ok)
         }
         BodyKind::Json => {
-            let ok = json_items(body, limits, out).inspect_err(|_| whole(out))?;
-            if !ok {
+            let lenient = |out: &mut Vec<Item<'a>>| {
                 whole(out);
+                // JSON5 and lenient Jackson or Gson read `\X` as `X` for any X: that reading too.
+                if let Some(text) = json::lenient_escapes(body) {
+                    out.push(Item {
+                        kind: TargetKind::Body,
+                        name: Cow::Borrowed(""),
+                        value: Cow::Owned(text),
+                    });
+                }
+            };
+            let ok = json_items(body, limits, out).inspect_err(|_| lenient(out))?;
+            if !ok {
+                lenient(out);
             }
             Ok(ok)
         }
