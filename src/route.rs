@@ -99,13 +99,7 @@ impl Route {
     }
 
     fn path_matches(&self, path: &str) -> bool {
-        if self.prefix == "/" {
-            return true;
-        }
-        match path.strip_prefix(self.prefix.as_str()) {
-            Some(rest) => rest.is_empty() || rest.starts_with('/'),
-            None => false,
-        }
+        under_prefix(path, &self.prefix)
     }
 }
 
@@ -218,25 +212,72 @@ pub fn normalize_path(path: &str) -> Option<String> {
     Some(s)
 }
 
-/// The path routes, API-key scopes and rate-limit scopes are matched on: a path from
-/// [`normalize_path`] without the `;` parameters of its segments, as the servlet containers
-/// behind a gateway read it (`/admin;x/secret` is `/admin/secret` to Tomcat).
-pub fn match_path(normalized: &str) -> Cow<'_, str> {
-    if !normalized.contains(';') {
-        return Cow::Borrowed(normalized);
+/// Whether `path` is `prefix` or lies below it, whole segments only, without regard to ASCII
+/// case. Routes, API-key scopes and rate-limit scopes all match this way: Express, ASP.NET Core
+/// and IIS route `/Admin/x` to the handler of `/admin/x`, so a policy on `/admin` must hold for
+/// `/Admin` too, and for a backend that tells the two apart it costs nothing.
+pub fn under_prefix(path: &str, prefix: &str) -> bool {
+    if prefix == "/" {
+        return true;
     }
-    let mut s = String::with_capacity(normalized.len());
-    for seg in normalized.split('/').skip(1) {
+    let (p, pre) = (path.as_bytes(), prefix.as_bytes());
+    p.len() >= pre.len()
+        && p[..pre.len()].eq_ignore_ascii_case(pre)
+        && (p.len() == pre.len() || p[pre.len()] == b'/')
+}
+
+/// The path routes, API-key scopes and rate-limit scopes are matched on: a path from
+/// [`normalize_path`] as the servers behind a gateway may read it, so that no reading of it
+/// reaches a handler whose policy the gateway did not apply.
+///
+/// - The `;` parameters of segments are set aside, as servlet containers read them
+///   (`/admin;x/secret` is `/admin/secret` to Tomcat).
+/// - `%2F`, `%5C` and `\` separate segments: WSGI servers and Go's `ServeMux` before Go 1.22
+///   route on the decoded path (`/admin%2Fsecret` is `/admin/secret` to Flask), IIS takes `\`
+///   for `/`. The dot segments
+///   this makes are removed again (`/public/..%2Fadmin`).
+///
+/// The backend still receives the path of [`normalize_path`], escapes and parameters as sent.
+pub fn match_path(normalized: &str) -> Cow<'_, str> {
+    let path = if hides_separator(normalized) {
+        let slashed = normalized
+            .replace('\\', "/")
+            .replace("%2F", "/")
+            .replace("%2f", "/")
+            .replace("%5C", "/")
+            .replace("%5c", "/");
+        // `slashed` starts with `/`, as `normalized` does, so this does not fail.
+        Cow::Owned(normalize_path(&slashed).unwrap_or(slashed))
+    } else {
+        Cow::Borrowed(normalized)
+    };
+    if !path.contains(';') {
+        return path;
+    }
+    let mut s = String::with_capacity(path.len());
+    for seg in path.split('/').skip(1) {
         let name = seg.split(';').next().unwrap_or("");
         if !name.is_empty() {
             s.push('/');
             s.push_str(name);
         }
     }
-    if s.is_empty() || normalized.ends_with('/') {
+    if s.is_empty() || path.ends_with('/') {
         s.push('/');
     }
     Cow::Owned(s)
+}
+
+/// Whether `path` holds a `\` or an escaped `/` or `\`.
+fn hides_separator(path: &str) -> bool {
+    path.contains('\\')
+        || path.as_bytes().windows(3).any(|w| {
+            w[0] == b'%'
+                && matches!(
+                    (w[1], w[2].to_ascii_lowercase()),
+                    (b'2', b'f') | (b'5', b'c')
+                )
+        })
 }
 
 /// RFC 3986 §2.3: characters that mean the same whether escaped or not.
@@ -336,6 +377,35 @@ mod tests {
         assert_eq!(matched("/a/b"), "/a/b");
         assert_eq!(matched("/;x"), "/");
         assert_eq!(normalize_path("*").as_deref(), Some("*"));
+        // Escaped and backward slashes separate segments for matching only.
+        assert_eq!(
+            normalize_path("/admin%2Fsecret").as_deref(),
+            Some("/admin%2Fsecret")
+        );
+        assert_eq!(matched("/admin%2Fsecret"), "/admin/secret");
+        assert_eq!(matched("/admin%2fsecret"), "/admin/secret");
+        assert_eq!(matched("/admin%5Csecret"), "/admin/secret");
+        assert_eq!(matched("/admin\\secret"), "/admin/secret");
+        assert_eq!(matched("/public/..%2Fadmin%2Fsecret"), "/admin/secret");
+        assert_eq!(matched("/public\\..\\admin\\"), "/admin/");
+        assert_eq!(matched("/public/..%2F;x/..%5Cadmin;y/k"), "/admin/k");
+        assert_eq!(matched("/a%252Fb"), "/a%252Fb");
+        assert_eq!(matched("*"), "*");
+    }
+
+    #[test]
+    fn prefixes_match_whole_segments_in_any_case() {
+        assert!(under_prefix("/admin", "/admin"));
+        assert!(under_prefix("/admin/x", "/admin"));
+        assert!(under_prefix("/ADMIN/x", "/admin"));
+        assert!(under_prefix("/Admin", "/aDmin"));
+        assert!(under_prefix("/anything", "/"));
+        assert!(!under_prefix("/administrator", "/admin"));
+        assert!(!under_prefix("/adm", "/admin"));
+        assert!(!under_prefix("/api/admin", "/admin"));
+        // Not ASCII: only ASCII letters fold, so a multi-byte prefix compares byte for byte.
+        assert!(under_prefix("/caf\u{e9}/x", "/caf\u{e9}"));
+        assert!(!under_prefix("/caf\u{c9}/x", "/caf\u{e9}"));
     }
 
     #[test]

@@ -229,9 +229,11 @@ async fn a_keys_tier_selects_its_rate_limit() {
     assert_eq!(r.headers()["ratelimit-policy"], "\"per-key\";q=5;w=60");
 }
 
-/// Servlet containers drop `;` parameters from path segments and read `..;x` as `..`, and any
-/// server reads `%61` as `a`: the route and the key's scope are chosen on the path as the backend
-/// will read it, so none of these reaches the keyed route without a key.
+/// Servlet containers drop `;` parameters from path segments and read `..;x` as `..`, any
+/// server reads `%61` as `a`, Express and IIS route without regard to case, WSGI servers
+/// route on the path with `%2F` decoded, IIS reads `\` as `/`: the route and the key's scope are
+/// chosen on the path as any of these backends will read it, so none of these reaches the keyed
+/// route without a key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn path_parameters_and_escapes_do_not_lead_around_a_keyed_route() {
     let be = Backend::start("app");
@@ -254,6 +256,16 @@ async fn path_parameters_and_escapes_do_not_lead_around_a_keyed_route() {
         "/public/%2e%2e;x/api/orders",
         "/.;/api/orders",
         "/;x/api/orders",
+        // Routed as Express, ASP.NET Core and IIS route: without regard to case.
+        "/API/orders",
+        "/Api/orders",
+        // Routed as WSGI servers route, on the decoded path, and as IIS reads `\`.
+        "/api%2Forders",
+        "/api%2forders",
+        "/public/..%2Fapi/orders",
+        "/public%2F..%2Fapi%2Forders",
+        "/api%5Corders",
+        "/public\\..\\api\\orders",
     ] {
         assert_eq!(send(target, None), "401", "{target} without a key");
     }
@@ -262,7 +274,9 @@ async fn path_parameters_and_escapes_do_not_lead_around_a_keyed_route() {
     // The scope of a key is judged on the same path.
     assert_eq!(send("/api;x/users", Some(SCOPED)), "403");
     assert_eq!(send("/%61pi/users", Some(SCOPED)), "403");
+    assert_eq!(send("/API%2Fusers", Some(SCOPED)), "403");
     assert_eq!(send("/api/orders;x", Some(SCOPED)), "200");
+    assert_eq!(send("/Api/Orders", Some(SCOPED)), "200");
     // Parameters of ordinary segments are the application's (session ids in URLs) and are
     // forwarded; dot segments and escaped unreserved characters are resolved first.
     assert_eq!(send("/api;jsessionid=A1/orders", Some(GOOD)), "200");
@@ -270,6 +284,14 @@ async fn path_parameters_and_escapes_do_not_lead_around_a_keyed_route() {
     let targets: Vec<String> = be.seen().into_iter().map(|s| s.target).collect();
     assert_eq!(
         targets,
-        ["/api/orders;x", "/api;jsessionid=A1/orders", "/api/orders"]
+        [
+            "/api/orders;x",
+            "/Api/Orders",
+            "/api;jsessionid=A1/orders",
+            "/api/orders"
+        ]
     );
+    // What the backend receives keeps its case and its escaped slashes.
+    assert_eq!(send("/API%2Forders", Some(GOLD)), "200");
+    assert_eq!(be.seen().last().unwrap().target, "/API%2Forders");
 }

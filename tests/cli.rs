@@ -37,6 +37,31 @@ fn check_reports_every_problem_with_its_location() {
     }
 }
 
+/// Path prefixes match without regard to case, so two routes whose prefixes differ only in case,
+/// for the same hosts, would take the same requests: the second is refused. Other hosts may
+/// reuse a prefix.
+#[test]
+fn check_refuses_routes_that_take_the_same_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.yaml");
+    std::fs::write(
+        &path,
+        "listeners:\n  - { name: main, address: 127.0.0.1:0 }\nupstreams:\n  u: { backends: [\"127.0.0.1:9\"] }\nroutes:\n  - { name: api, path_prefix: /api, upstream: u }\n  - { name: shop-api, hosts: [shop.example], path_prefix: /API, upstream: u }\n  - { name: legacy, path_prefix: /API/, upstream: u }\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = check(path.to_str().unwrap());
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let problems: Vec<&str> = stdout.lines().collect();
+    assert_eq!(problems.len(), 1, "{stdout}");
+    assert!(
+        problems[0].ends_with(
+            ":8:21: routes[2].path_prefix: route \"api\" already takes the requests of \"/API\" \
+             for the same hosts (path prefixes match without regard to case)"
+        ),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn check_accepts_good_configs_and_shipped_examples() {
     for cfg in ["tests/configs/good.yaml", "examples/demo/gateway.yaml"] {

@@ -105,8 +105,10 @@ async fn a_request_refused_by_one_policy_does_not_use_up_another() {
     assert_eq!(s, vec![200, 200, 429]);
 }
 
-/// A limit scoped to a path prefix counts the spellings of that path a servlet container reads
-/// as it: segment parameters (`/login;x`) and escaped unreserved characters (`/%6Cogin`).
+/// A limit scoped to a path prefix counts the spellings of that path some backend reads as it:
+/// segment parameters (`/login;x`, servlet containers), escaped unreserved characters
+/// (`/%6Cogin`, any server), other case (`/LOGIN`, Express, ASP.NET Core, IIS) and escaped
+/// slashes (`/x%2F..%2Flogin`, WSGI servers).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_path_scoped_limit_counts_every_spelling_of_the_path() {
     let be = Backend::start("app");
@@ -123,15 +125,22 @@ async fn a_path_scoped_limit_counts_every_spelling_of_the_path() {
     };
     let statuses: Vec<String> = [
         "/login",
+        "/LOGIN",
         "/login;jsessionid=A1",
         "/%6Cogin",
         "/login;x/",
         "/%6c%6Fgin",
+        "/Login",
+        "/x%2F..%2Flogin",
+        "/x\\..\\login",
     ]
     .iter()
     .map(|t| send(t))
     .collect();
-    assert_eq!(statuses, ["200", "200", "429", "429", "429"]);
+    assert_eq!(
+        statuses,
+        ["200", "200", "429", "429", "429", "429", "429", "429", "429"]
+    );
     // Other paths are outside the scope.
     assert_eq!(send("/logout"), "200");
 }

@@ -83,12 +83,10 @@ impl KeyScope {
         (self.routes.is_empty() || self.routes.iter().any(|r| r == route))
             && (self.methods.is_empty() || self.methods.contains(method))
             && (self.path_prefixes.is_empty()
-                || self.path_prefixes.iter().any(|p| {
-                    p == "/"
-                        || path
-                            .strip_prefix(p.as_str())
-                            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-                }))
+                || self
+                    .path_prefixes
+                    .iter()
+                    .any(|p| crate::route::under_prefix(path, p)))
     }
 }
 

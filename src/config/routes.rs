@@ -32,7 +32,21 @@ impl Compiler<'_> {
                 continue;
             };
             match self.route(&base, r, upstreams, &mut names, waf) {
-                Some(route) => out.push(Arc::new(route)),
+                Some(route) => {
+                    if let Some(other) = out.iter().find(|o: &&Arc<Route>| same_requests(o, &route))
+                    {
+                        self.err(
+                            &format!("{base}.path_prefix"),
+                            format!(
+                                "route {:?} already takes the requests of {:?} for the same hosts \
+                                 (path prefixes match without regard to case)",
+                                &*other.name, route.prefix
+                            ),
+                        );
+                        ok = false;
+                    }
+                    out.push(Arc::new(route));
+                }
                 None => ok = false,
             }
         }
@@ -126,4 +140,12 @@ impl Compiler<'_> {
             require_client_cert: r.require_client_cert,
         })
     }
+}
+
+/// Whether two routes match exactly the same requests: the same hosts and the same path prefix
+/// but for ASCII case, which [`crate::route::under_prefix`] does not tell apart.
+fn same_requests(a: &Route, b: &Route) -> bool {
+    a.prefix.eq_ignore_ascii_case(&b.prefix)
+        && a.hosts.iter().all(|h| b.hosts.contains(h))
+        && b.hosts.iter().all(|h| a.hosts.contains(h))
 }

@@ -49,10 +49,7 @@ fn https_redirect(session: &Session, ctx: &RequestCtx) -> Option<String> {
     let r = ctx.listener_spec()?.redirect.as_ref()?;
     let req = session.req_header();
     let path = req.uri.path();
-    let excepted = r.except.iter().any(|p| {
-        path.strip_prefix(p.as_str())
-            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
-    });
+    let excepted = r.except.iter().any(|p| crate::route::under_prefix(path, p));
     if excepted {
         return None;
     }
