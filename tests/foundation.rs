@@ -98,20 +98,43 @@ async fn forwarding_headers_from_an_untrusted_peer_are_replaced() {
         "upstreams:\n  u: {{ backends: [\"{}\"] }}\nroutes:\n  - {{ name: r, upstream: u }}\n",
         be.addr
     )));
-    let r = client()
+    // Claims about the client, the host, the scheme or the URL that backends believe.
+    let claims = [
+        ("Forwarded", "for=6.6.6.6;host=evil.example;proto=https"),
+        ("X-Forwarded-Host", "evil.example"),
+        ("X-Forwarded-Port", "443"),
+        ("X-Forwarded-Prefix", "/admin"),
+        ("X-Forwarded-Ssl", "on"),
+        ("X-Real-IP", "6.6.6.6"),
+        ("X-Client-IP", "6.6.6.6"),
+        ("True-Client-IP", "6.6.6.6"),
+        ("CF-Connecting-IP", "6.6.6.6"),
+        ("X-Original-URL", "/admin/secret"),
+        ("X-Rewrite-URL", "/admin/secret"),
+    ];
+    let mut req = client()
         .get(gw.url("/x"))
         .header("X-Forwarded-For", "6.6.6.6")
         .header("X-Forwarded-Proto", "https")
         .header("X-Request-Id", "client-chosen-id")
-        .send()
-        .await
-        .unwrap();
+        .header("X-Custom", "kept");
+    for (name, value) in claims {
+        req = req.header(name, value);
+    }
+    let r = req.send().await.unwrap();
     assert_eq!(r.status(), 200);
     let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_ne!(rid, "client-chosen-id");
     let seen = be.last();
     assert_eq!(seen.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
     assert_eq!(seen.header("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(seen.header("x-real-ip").as_deref(), Some("127.0.0.1"));
+    for (name, _) in claims {
+        if name != "X-Real-IP" {
+            assert_eq!(seen.header(name), None, "{name} was passed on");
+        }
+    }
+    assert_eq!(seen.header("x-custom").as_deref(), Some("kept"));
     assert_eq!(seen.header("x-request-id"), Some(rid.clone()));
     let line = gw.log_line(&rid).await;
     assert_eq!(line["client_ip"], "127.0.0.1");
@@ -130,12 +153,18 @@ async fn forwarding_headers_from_a_trusted_proxy_are_kept_and_appended() {
         .get(gw.url("/x"))
         .header("X-Forwarded-For", "203.0.113.7, 10.1.2.3")
         .header("X-Forwarded-Proto", "https")
+        .header("X-Forwarded-Host", "shop.example")
         .header("X-Request-Id", "lb-1234")
         .send()
         .await
         .unwrap();
     assert_eq!(r.headers()["x-request-id"], "lb-1234");
     let seen = be.last();
+    assert_eq!(
+        seen.header("x-forwarded-host").as_deref(),
+        Some("shop.example")
+    );
+    assert_eq!(seen.header("x-real-ip").as_deref(), Some("203.0.113.7"));
     assert_eq!(
         seen.header("x-forwarded-for").as_deref(),
         Some("203.0.113.7, 10.1.2.3, 127.0.0.1")

@@ -17,6 +17,34 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
+/// Headers in which a proxy tells the backend about the client, the original URL or the scheme,
+/// other than `X-Forwarded-For` and `X-Forwarded-Proto` (which the gateway sets): from a client
+/// that is not a trusted proxy they are claims the backend would believe. `X-Forwarded-Host`
+/// builds password-reset links in Express, Django and Spring; the client-address headers feed
+/// allow-lists and rate limits (Node's `request-ip` reads every one); `X-Original-URL` and
+/// `X-Rewrite-URL` replace the routed path in Symfony, Zend and IIS.
+const PROXY_CLAIMS: &[&str] = &[
+    "forwarded",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-forwarded",
+    "forwarded-for",
+    "x-url-scheme",
+    "front-end-https",
+    "x-real-ip",
+    "x-client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-cluster-client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
 /// Headers that a `Connection` header may never remove: framing and routing depend on them.
 const PROTECTED: &[&str] = &["host", "content-length", "transfer-encoding"];
 
@@ -85,10 +113,16 @@ pub fn upstream_request(req: &mut pingora::http::RequestHeader, ctx: &RequestCtx
         }
     } else {
         // An untrusted client's forwarding headers are not passed on: the backend would believe them.
+        for name in PROXY_CLAIMS {
+            req.remove_header(*name);
+        }
         peer
     };
     if !xff.is_empty() {
         let _ = req.insert_header("X-Forwarded-For", xff);
+    }
+    if let Some(ip) = ctx.client_ip {
+        let _ = req.insert_header("X-Real-IP", ip.to_string());
     }
     let proto_from_proxy = ctx.peer_trusted && req.headers.contains_key("x-forwarded-proto");
     if !proto_from_proxy {
