@@ -330,6 +330,15 @@ pub struct Item<'a> {
 }
 
 impl Item<'_> {
+    /// The same item, owning its text.
+    pub fn into_owned(self) -> Item<'static> {
+        Item {
+            kind: self.kind,
+            name: Cow::Owned(self.name.into_owned()),
+            value: Cow::Owned(self.value.into_owned()),
+        }
+    }
+
     /// `args:id`-style label for logs.
     pub fn label(&self) -> String {
         if self.name.is_empty() {

@@ -1,9 +1,30 @@
-//! Cookie values as Python servers read them. `http.cookies` (Django, Starlette, Tornado,
-//! aiohttp) and Werkzeug (Flask) keep a double-quoted value whole across `;` and turn its `\ooo`
-//! octal and `\x` escapes into characters, where a plain split on `;` sees pieces and backslashes.
-//! The WAF inspects both readings.
+//! Cookie values as Python and Node servers read them. `http.cookies` (Django, Starlette,
+//! Tornado, aiohttp) and Werkzeug (Flask) keep a double-quoted value whole across `;` and turn its
+//! `\ooo` octal and `\x` escapes into characters, where a plain split on `;` sees pieces and
+//! backslashes. Node's `cookie` module (Express's cookie-parser) drops the first and last
+//! character of a value that starts with `"`, and cookie-parser reads a value that starts with
+//! `j:` as JSON. The WAF inspects every reading.
 
 use std::borrow::Cow;
+
+use crate::waf::transform::percent_decode_once;
+
+/// A cookie value without its quotes, as Node's `cookie` module takes them off: a value that
+/// starts with `"` loses its first and last characters. `None` for any other value.
+pub fn unquoted(value: &str) -> Option<&str> {
+    let inner = value.strip_prefix('"')?;
+    let (last, _) = inner.char_indices().next_back()?;
+    Some(&inner[..last])
+}
+
+/// The JSON text of a cookie-parser JSON cookie: the value percent-decoded once (as the `cookie`
+/// module does, `+` kept), unquoted, and starting with `j:`. `None` for any other value.
+pub fn json_cookie(value: &str) -> Option<String> {
+    let value = unquoted(value).unwrap_or(value);
+    let decoded = percent_decode_once(value);
+    let text = decoded.as_deref().unwrap_or(value);
+    text.strip_prefix("j:").map(str::to_string)
+}
 
 /// The quoted cookie values of a `Cookie` header that a Python server reads differently from a
 /// split on `;`: those holding a `;` or a backslash escape, as `(name, unquoted value)`.
@@ -115,6 +136,23 @@ mod tests {
             quoted_cookies(r#"a="x\";y"; b=1"#),
             [("a", "x\";y".to_string())]
         );
+    }
+
+    #[test]
+    fn node_takes_quotes_off_and_reads_j_colon_as_json() {
+        assert_eq!(unquoted(r#""admin' #""#), Some("admin' #"));
+        assert_eq!(unquoted(r#""admin' #"#), Some("admin' "));
+        assert_eq!(unquoted("\"caf\u{e9}"), Some("caf"));
+        assert_eq!(unquoted("\""), None);
+        assert_eq!(unquoted("plain"), None);
+        assert_eq!(
+            json_cookie("j:%7B%22%5Cu0024ne%22:null%7D").as_deref(),
+            Some(r#"{"\u0024ne":null}"#)
+        );
+        assert_eq!(json_cookie(r#""j:[1]""#).as_deref(), Some("[1]"));
+        assert_eq!(json_cookie("j:a+b").as_deref(), Some("a+b"));
+        assert_eq!(json_cookie("jx:1"), None);
+        assert_eq!(json_cookie("abc"), None);
     }
 
     #[test]

@@ -17,6 +17,27 @@ pub(super) fn json_items<'a>(
     limits: &ParseLimits,
     out: &mut Vec<Item<'a>>,
 ) -> Result<bool, Exceeded> {
+    // A UTF-8 byte order mark, which body-parser and Python's `json.load` on bytes skip.
+    let body = body.strip_prefix('\u{feff}').unwrap_or(body);
+    if walk(body, limits, out)? {
+        return Ok(true);
+    }
+    // JSON that backends' parsers accept and serde_json does not, read as they read it.
+    let Some(text) = as_strict_json(body) else {
+        return Ok(false);
+    };
+    let mut again: Vec<Item<'_>> = Vec::new();
+    let parsed = walk(&text, limits, &mut again);
+    out.extend(again.into_iter().map(|i| -> Item<'a> { i.into_owned() }));
+    parsed
+}
+
+/// The items of a strict JSON text; `Ok(false)` when it does not parse.
+fn walk<'a>(
+    body: &'a str,
+    limits: &ParseLimits,
+    out: &mut Vec<Item<'a>>,
+) -> Result<bool, Exceeded> {
     // Nesting is checked first: serde_json gives up past 128 levels, and a body it cannot
     // parse would otherwise be inspected only as raw text.
     if json_nesting(body) > limits.json_depth {
@@ -44,6 +65,88 @@ pub(super) fn json_items<'a>(
     // Not JSON: the caller inspects the whole body as text. Values read before the error stay:
     // they were sent, and a backend with a lenient parser may read them.
     Ok(parsed.is_ok())
+}
+
+/// `body` with what JavaScript's `JSON.parse` and Python's `json` accept and serde_json refuses
+/// written as strict JSON: a `\uD800`-`\uDFFF` escape that is not half of a pair (both take it,
+/// as U+FFFD here), a number too large for a double (`1e999`, infinity to both; `1e308` here),
+/// and Python's `NaN`, `Infinity` and `-Infinity` (`null` here). `None` when there is none.
+fn as_strict_json(body: &str) -> Option<String> {
+    let b = body.as_bytes();
+    let hex4 = |at: usize| -> Option<u32> {
+        let d = b.get(at..at + 4)?;
+        u32::from_str_radix(std::str::from_utf8(d).ok()?, 16).ok()
+    };
+    let escape_at = |at: usize| {
+        (b.get(at) == Some(&b'\\') && b.get(at + 1) == Some(&b'u'))
+            .then(|| hex4(at + 2))
+            .flatten()
+    };
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut replace = |from: usize, to: usize, with: &str, out: &mut String| {
+        out.push_str(&body[copied..from]);
+        out.push_str(with);
+        copied = to;
+    };
+    let (mut i, mut in_string) = (0, false);
+    while i < b.len() {
+        if in_string {
+            match b[i] {
+                b'"' => in_string = false,
+                b'\\' => match escape_at(i) {
+                    Some(0xD800..=0xDBFF)
+                        if escape_at(i + 6).is_some_and(|l| (0xDC00..=0xDFFF).contains(&l)) =>
+                    {
+                        i += 12;
+                        continue;
+                    }
+                    Some(0xD800..=0xDFFF) => {
+                        replace(i, i + 6, "\\ufffd", &mut out);
+                        i += 6;
+                        continue;
+                    }
+                    _ => i += 1,
+                },
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        match b[i] {
+            b'"' => in_string = true,
+            b'-' | b'0'..=b'9' | b'N' | b'I' => {
+                let end = b[i..]
+                    .iter()
+                    .position(|c| !(c.is_ascii_alphanumeric() || matches!(c, b'-' | b'+' | b'.')))
+                    .map_or(b.len(), |n| i + n);
+                let token = &body[i..end];
+                let with = match token {
+                    "NaN" | "Infinity" | "-Infinity" => Some("null"),
+                    _ if token.parse::<f64>().is_ok_and(f64::is_infinite) => {
+                        Some(if token.starts_with('-') {
+                            "-1e308"
+                        } else {
+                            "1e308"
+                        })
+                    }
+                    _ => None,
+                };
+                if let Some(with) = with {
+                    replace(i, end, with, &mut out);
+                }
+                i = end;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if copied == 0 {
+        return None;
+    }
+    out.push_str(&body[copied..]);
+    Some(out)
 }
 
 /// The deepest nesting of `[` and `{` outside strings (of the text as written; it need not be
@@ -421,6 +524,47 @@ mod tests {
         let (r, l) = items(r#"{"a":1} trailing"#);
         assert_eq!(r, Ok(false));
         assert_eq!(l.len(), 3, "{l:?}");
+    }
+
+    /// JavaScript's `JSON.parse` (Express, koa, fastify) takes lone surrogates and numbers past
+    /// a double's range, Python's `json` those and `NaN` and `Infinity`, and both skip a UTF-8
+    /// byte order mark: such a body is read as JSON, with its escapes decoded.
+    #[test]
+    fn json_that_javascript_and_python_accept_is_read_as_json() {
+        for body in [
+            "{\"z\":\"\\ud800\",\"q\":\"1'\\tUNION\"}",
+            "{\"z\":\"x\\uDFFF\\uD800y\",\"q\":\"1'\\tUNION\"}",
+            "{\"n\":1e999,\"q\":\"1'\\tUNION\"}",
+            "{\"n\":-1E+400,\"q\":\"1'\\tUNION\"}",
+            "{\"a\":NaN,\"b\":[Infinity,-Infinity],\"q\":\"1'\\tUNION\"}",
+            "\u{feff}{\"q\":\"1'\\tUNION\"}",
+        ] {
+            let mut out = Vec::new();
+            let v = values(body, &mut out);
+            assert!(
+                v.contains(&(TargetKind::Json, "q".into(), "1'\tUNION".into())),
+                "{body}: {v:?}"
+            );
+        }
+        let mut out = Vec::new();
+        let v = values(r#"{"z":"a\ud800b","k\udc00":{"$type":2}}"#, &mut out);
+        assert!(
+            v.contains(&(TargetKind::Json, "z".into(), "a\u{fffd}b".into())),
+            "{v:?}"
+        );
+        assert!(
+            v.contains(&(TargetKind::JsonPaths, "".into(), "k\u{fffd}.$type".into())),
+            "{v:?}"
+        );
+        // Nothing to change: strict JSON, a pair, the words inside strings.
+        for body in [
+            r#"{"a":1e308,"e":"\ud83d\ude00","w":"NaN Infinity 1e999"}"#,
+            r#"["\\ud800"]"#,
+        ] {
+            assert_eq!(as_strict_json(body), None, "{body}");
+        }
+        // Still not JSON.
+        assert_eq!(items("{\"a\":NaN,").0, Ok(false));
     }
 
     #[test]

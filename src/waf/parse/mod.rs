@@ -150,11 +150,22 @@ pub fn head_items<'a>(req: &'a RequestView<'a>, limits: &ParseLimits, out: &mut 
                     name: Cow::Borrowed(n.trim()),
                     value: Cow::Borrowed(n.trim()),
                 });
+                let (n, v) = (n.trim(), v.trim());
                 out.push(Item {
                     kind: TargetKind::Cookies,
-                    name: Cow::Borrowed(n.trim()),
-                    value: Cow::Borrowed(v.trim()),
+                    name: Cow::Borrowed(n),
+                    value: Cow::Borrowed(v),
                 });
+                if let Some(inner) = cookie::unquoted(v) {
+                    out.push(Item {
+                        kind: TargetKind::Cookies,
+                        name: Cow::Borrowed(n),
+                        value: Cow::Borrowed(inner),
+                    });
+                }
+                if let Some(json) = cookie::json_cookie(v) {
+                    json_cookie_items(n, json, limits, out);
+                }
             }
             for (n, v) in cookie::quoted_cookies(value) {
                 out.push(Item {
@@ -177,6 +188,51 @@ pub fn head_items<'a>(req: &'a RequestView<'a>, limits: &ParseLimits, out: &mut 
                 });
             }
         }
+    }
+}
+
+/// The items of a cookie-parser JSON cookie `name`: its decoded text, and when it is JSON, its
+/// strings and numbers as the cookie's values, its keys as the cookie's names (where NoSQL
+/// operators are looked for) and the paths of its keys as JSON paths (where prototype pollution
+/// is). The header's size bounds the count of values, as it does for the query's arguments.
+fn json_cookie_items<'a>(
+    name: &'a str,
+    json: String,
+    limits: &ParseLimits,
+    out: &mut Vec<Item<'a>>,
+) {
+    let unbounded = ParseLimits {
+        args: usize::MAX,
+        ..*limits
+    };
+    let mut items = Vec::new();
+    let parsed = json_items(&json, &unbounded, &mut items) == Ok(true);
+    let items: Vec<Item<'static>> = if parsed {
+        items.into_iter().map(Item::into_owned).collect()
+    } else {
+        Vec::new()
+    };
+    out.push(Item {
+        kind: TargetKind::Cookies,
+        name: Cow::Borrowed(name),
+        value: Cow::Owned(json),
+    });
+    for item in items {
+        let kind = match item.kind {
+            TargetKind::Json => TargetKind::Cookies,
+            TargetKind::JsonKeys => TargetKind::CookieNames,
+            other => other,
+        };
+        let name = if kind == TargetKind::JsonPaths {
+            Cow::Borrowed("")
+        } else {
+            Cow::Borrowed(name)
+        };
+        out.push(Item {
+            kind,
+            name,
+            value: item.value,
+        });
     }
 }
 
@@ -204,6 +260,19 @@ pub fn form_items<'a>(
             None => (pair, None),
         };
         let name = form_decode(n);
+        let value = v.map(form_decode).unwrap_or(Cow::Borrowed(""));
+        if let Some((qs_name, qs_value)) = qs_reading(pair, &name, &value) {
+            out.push(Item {
+                kind: names,
+                name: Cow::Owned(qs_name.clone()),
+                value: Cow::Owned(qs_name.clone()),
+            });
+            out.push(Item {
+                kind: values,
+                name: Cow::Owned(qs_name),
+                value: Cow::Owned(qs_value),
+            });
+        }
         out.push(Item {
             kind: names,
             name: name.clone(),
@@ -212,10 +281,56 @@ pub fn form_items<'a>(
         out.push(Item {
             kind: values,
             name,
-            value: v.map(form_decode).unwrap_or(Cow::Borrowed("")),
+            value,
         });
     }
     Ok(())
+}
+
+/// A pair as `qs` reads it (Express's `urlencoded({extended: true})` and extended query parser,
+/// koa's body parser), when that differs from the plain reading `name`, `value`: `qs` splits at
+/// the first `]=` when there is one, and keeps of a name only the text before its first `[` and
+/// its `[...]` segments, so `[constructor]a=[prototype][x]=1` is `[constructor][prototype][x]`
+/// set to `1`. Brackets may be escaped: the name is decoded first.
+fn qs_reading(pair: &str, name: &str, value: &str) -> Option<(String, String)> {
+    let split = pair.find("]=").map(|i| i + 1);
+    if split.is_none() && !name.contains('[') {
+        return None;
+    }
+    let (qs_name, qs_value) = match split {
+        Some(at) if Some(at) != pair.find('=') => {
+            (form_decode(&pair[..at]), form_decode(&pair[at + 1..]))
+        }
+        _ => (Cow::Borrowed(name), Cow::Borrowed(value)),
+    };
+    let qs_name = qs_segments(&qs_name);
+    (qs_name != name || qs_value != value).then(|| (qs_name, qs_value.into_owned()))
+}
+
+/// A name as `qs` takes it apart: the text before its first `[...]` segment (a run without `[`
+/// or `]` inside brackets), then every later segment, what lies between them dropped.
+fn qs_segments(name: &str) -> String {
+    let b = name.as_bytes();
+    let mut segments = Vec::new();
+    let mut i = 0;
+    while let Some(open) = name[i..].find('[').map(|o| o + i) {
+        match name[open + 1..].find(['[', ']']).map(|o| o + open + 1) {
+            Some(close) if b[close] == b']' => {
+                segments.push(open..close + 1);
+                i = close + 1;
+            }
+            Some(reopen) => i = reopen,
+            None => break,
+        }
+    }
+    let Some(first) = segments.first() else {
+        return name.to_string();
+    };
+    let mut out = name[..first.start].to_string();
+    for r in segments {
+        out.push_str(&name[r]);
+    }
+    out
 }
 
 /// What kind of body a content type announces.
@@ -278,7 +393,7 @@ pub fn body_items<'a>(
         }
         BodyKind::Multipart => {
             let ok = match content_type.and_then(boundary_of) {
-                Some(b) => multipart_items(body, b, limits, out)?,
+                Some(b) => multipart_items(body, &b, limits, out)?,
                 None => false,
             };
             if !ok {
@@ -338,6 +453,79 @@ mod tests {
             .iter()
             .map(|i| format!("{}={}", i.label(), i.value))
             .collect()
+    }
+
+    #[test]
+    fn pairs_are_also_read_as_qs_reads_them() {
+        let read = |text: &str| {
+            let mut out = Vec::new();
+            form_items(
+                text,
+                TargetKind::Args,
+                TargetKind::ArgsNames,
+                &ParseLimits::default(),
+                &mut out,
+            )
+            .unwrap();
+            labels(&out)
+        };
+        let l = read("[constructor]a=[prototype][isAdmin]=1");
+        assert!(
+            l.contains(
+                &"args_names:[constructor][prototype][isAdmin]=[constructor][prototype][isAdmin]"
+                    .to_string()
+            ),
+            "{l:?}"
+        );
+        assert!(
+            l.contains(&"args:[constructor][prototype][isAdmin]=1".to_string()),
+            "{l:?}"
+        );
+        assert!(
+            l.contains(&"args:[constructor]a=[prototype][isAdmin]=1".to_string()),
+            "{l:?}"
+        );
+        let l = read("[next]a=b]=/%5Cevil.example&%5Bu%5Dx=1");
+        assert!(
+            l.contains(&"args:[next]=/\\evil.example".to_string()),
+            "{l:?}"
+        );
+        assert!(l.contains(&"args:[u]=1".to_string()), "{l:?}");
+        assert_eq!(qs_segments("a[b[c]x[d]"), "a[b[c][d]");
+        assert_eq!(qs_segments("user[name]"), "user[name]");
+        assert_eq!(qs_segments("a]b["), "a]b[");
+        // Ordinary names, nested or not, read the same: no second reading.
+        for text in ["a=1&b=2", "user[name]=x&ids[]=1", "q=a]b", "x==1"] {
+            assert_eq!(read(text).len(), 2 * text.split('&').count(), "{text}");
+        }
+    }
+
+    #[test]
+    fn node_cookie_readings() {
+        let req = RequestView {
+            method: "GET",
+            path: "/",
+            query: None,
+            headers: vec![(
+                "cookie",
+                r#"user="admin' #"; sid=j:{"%5Cu0024ne":null}; p=j:{"constructor":{"prototype":{"a":"\t1"}}}; bad=j:{"#.into(),
+            )],
+            client_ip: None,
+        };
+        let mut out = Vec::new();
+        head_items(&req, &ParseLimits::default(), &mut out);
+        let l = labels(&out);
+        for want in [
+            "cookies:user=admin' #",
+            "cookies:user=\"admin' #\"",
+            "cookie_names:sid=$ne",
+            r#"cookies:sid={"\u0024ne":null}"#,
+            "json_paths=constructor.prototype.a",
+            "cookies:p=\t1",
+            "cookies:bad={",
+        ] {
+            assert!(l.contains(&want.to_string()), "{want} missing from {l:?}");
+        }
     }
 
     #[test]

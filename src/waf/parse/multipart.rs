@@ -5,8 +5,9 @@ use super::*;
 /// The boundary of a multipart content type. `None` when there is none, or when more than one
 /// parameter names a boundary (`boundary=a; boundary=b`, or `xboundary=a; boundary=b`, which
 /// PHP reads as `a` because it looks for the first `boundary` text): the body is then inspected
-/// whole, since which parts a backend sees cannot be known.
-pub(super) fn boundary_of(ct: &str) -> Option<&str> {
+/// whole, since which parts a backend sees cannot be known. A quoted boundary's quoted-pairs are
+/// unescaped (`"X\\B"` is `X\B`), as busboy reads them (RFC 9110 §5.6.4).
+pub(super) fn boundary_of(ct: &str) -> Option<Cow<'_, str>> {
     let params = || ct.split(';').skip(1);
     let naming = params()
         .filter(|p| p.to_ascii_lowercase().contains("boundary"))
@@ -16,13 +17,32 @@ pub(super) fn boundary_of(ct: &str) -> Option<&str> {
     }
     params().find_map(|p| {
         let (k, v) = p.split_once('=')?;
-        if k.trim().eq_ignore_ascii_case("boundary") {
-            let v = v.trim().trim_matches('"');
-            (!v.is_empty()).then_some(v)
-        } else {
-            None
+        if !k.trim().eq_ignore_ascii_case("boundary") {
+            return None;
         }
+        let v = v.trim();
+        let v = match v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+            Some(quoted) if quoted.contains('\\') => {
+                let mut out = String::with_capacity(quoted.len());
+                let mut chars = quoted.chars();
+                while let Some(c) = chars.next() {
+                    out.push(if c == '\\' { chars.next()? } else { c });
+                }
+                Cow::Owned(out)
+            }
+            _ => Cow::Borrowed(v.trim_matches('"')),
+        };
+        (!v.is_empty()).then_some(v)
     })
+}
+
+/// How a parser finds delimiter lines.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lines {
+    /// After LF or CRLF (Werkzeug, PHP, Go).
+    Any,
+    /// After CRLF only (busboy under multer and express-fileupload, formidable under koa-body).
+    Crlf,
 }
 
 /// Splits a multipart body at its delimiter lines: `--boundary` at the start of the body or of
@@ -30,13 +50,18 @@ pub(super) fn boundary_of(ct: &str) -> Option<&str> {
 /// it. The first piece is the preamble; each other piece starts just after a delimiter (with
 /// `--` first when it closed the body). The boundary text elsewhere (`x--boundary` inside a
 /// value) is content, as every parser that follows RFC 2046 reads it.
-fn delimited<'a>(body: &'a str, delim: &str) -> Vec<&'a str> {
+fn delimited<'a>(body: &'a str, delim: &str, lines: Lines) -> Vec<&'a str> {
     let mut pieces = Vec::new();
     let mut start = 0;
     let mut from = 0;
+    let b = body.as_bytes();
     while let Some(i) = body[from..].find(delim).map(|i| i + from) {
         let after = i + delim.len();
-        let at_line_start = i == 0 || body.as_bytes()[i - 1] == b'\n';
+        let at_line_start = i == 0
+            || match lines {
+                Lines::Any => b[i - 1] == b'\n',
+                Lines::Crlf => i >= 2 && &b[i - 2..i] == b"\r\n",
+            };
         let ends = body[after..]
             .bytes()
             .next()
@@ -58,6 +83,10 @@ fn delimited<'a>(body: &'a str, delim: &str) -> Vec<&'a str> {
     pieces
 }
 
+/// The items of a multipart body. Parsers differ on whether a bare LF may open a delimiter
+/// line; when one does in this body, and the body also closes after CRLF (so CRLF-only parsers
+/// accept it), the parts as those parsers see them are read too: for them, what follows
+/// `\n--boundary` is still the content of the part before.
 pub(super) fn multipart_items<'a>(
     body: &'a str,
     boundary: &str,
@@ -65,7 +94,24 @@ pub(super) fn multipart_items<'a>(
     out: &mut Vec<Item<'a>>,
 ) -> Result<bool, Exceeded> {
     let delim = format!("--{boundary}");
-    let mut parts = delimited(body, &delim).into_iter().peekable();
+    let any = delimited(body, &delim, Lines::Any);
+    let crlf = delimited(body, &delim, Lines::Crlf);
+    let pieces = any.len();
+    let ok = read_parts(any, limits, out)?;
+    let closes = crlf.iter().skip(1).any(|p| p.starts_with("--"));
+    if crlf.len() == pieces || !closes {
+        return Ok(ok);
+    }
+    Ok(read_parts(crlf, limits, out)? && ok)
+}
+
+/// The items of the pieces [`delimited`] cut.
+fn read_parts<'a>(
+    pieces: Vec<&'a str>,
+    limits: &ParseLimits,
+    out: &mut Vec<Item<'a>>,
+) -> Result<bool, Exceeded> {
+    let mut parts = pieces.into_iter().peekable();
     // Text before the first delimiter is a preamble.
     if parts.next().is_none() {
         return Ok(false);
@@ -109,7 +155,8 @@ pub(super) fn multipart_items<'a>(
         // lines counts (Werkzeug takes the first), so one without a filename makes the content a
         // field's. `filename*` alone does not make a file: RFC 7578 forbids it in form data, and
         // a parser that does not know it reads the part as an ordinary field. Nor does
-        // `filename=""`, which Go's multipart reader takes for a field.
+        // `filename=""`, which Go's multipart reader and busboy take for a field, even followed
+        // by a non-empty one (`filename=""; filename="a.txt"`: busboy keeps the first).
         let mut filenames: Vec<&str> = Vec::new();
         let (mut dispositions, mut file_dispositions) = (0, 0);
         for line in head.lines() {
@@ -123,7 +170,7 @@ pub(super) fn multipart_items<'a>(
             });
             if h.trim().eq_ignore_ascii_case("content-disposition") {
                 dispositions += 1;
-                let mut names_file = false;
+                let mut names_file: Option<bool> = None;
                 for param in split_params(v).into_iter().skip(1) {
                     if let Some((k, val)) = param.split_once('=') {
                         let val = val.trim();
@@ -134,7 +181,7 @@ pub(super) fn multipart_items<'a>(
                         match k.trim().to_ascii_lowercase().as_str() {
                             "name" if !names.contains(&val) => names.push(val),
                             "filename" => {
-                                names_file |= !val.is_empty();
+                                names_file = Some(names_file.unwrap_or(true) && !val.is_empty());
                                 filenames.push(val);
                             }
                             "filename*" => filenames.push(val),
@@ -142,7 +189,7 @@ pub(super) fn multipart_items<'a>(
                         }
                     }
                 }
-                file_dispositions += usize::from(names_file);
+                file_dispositions += usize::from(names_file == Some(true));
             }
         }
         let is_file = dispositions > 0 && file_dispositions == dispositions;
@@ -332,12 +379,21 @@ mod tests {
     fn boundaries_of_any_length_but_only_one() {
         let long = "b".repeat(300);
         assert_eq!(
-            boundary_of(&format!("multipart/form-data; boundary=\"{long}\"")),
+            boundary_of(&format!("multipart/form-data; boundary=\"{long}\"")).as_deref(),
             Some(long.as_str())
         );
         assert_eq!(
-            boundary_of("multipart/form-data; charset=utf-8; BOUNDARY=x"),
+            boundary_of("multipart/form-data; charset=utf-8; BOUNDARY=x").as_deref(),
             Some("x")
+        );
+        // Quoted-pairs, as busboy reads them.
+        assert_eq!(
+            boundary_of(r#"multipart/form-data; boundary="X\\B\"""#).as_deref(),
+            Some(r#"X\B""#)
+        );
+        assert_eq!(
+            boundary_of(r"multipart/form-data; boundary=X\\B").as_deref(),
+            Some(r"X\\B")
         );
         for ct in [
             "multipart/form-data",
@@ -355,6 +411,8 @@ mod tests {
             "Content-Disposition: form-data; name=\"q\"\r\nContent-Disposition: form-data; name=\"q\"; filename=\"x\"",
             "Content-Disposition: form-data; name=\"q\"; filename=\"x\"\r\nContent-Disposition: form-data; name=\"q\"",
             "Content-Disposition: form-data; name=\"q\"; filename=\"\"",
+            "Content-Disposition: form-data; name=\"q\"; filename=\"\"; filename=\"a.txt\"",
+            "Content-Disposition: form-data; name=\"q\"; filename=\"a.txt\"; filename=\"\"",
         ] {
             let (_, l) = labels(&format!("--XB\r\n{head}\r\n\r\nv\r\n--XB--\r\n"));
             assert!(l.contains(&"body_args:q=v".to_string()), "{head}: {l:?}");
@@ -371,5 +429,47 @@ mod tests {
         for n in ["q", "r", "s"] {
             assert!(l.contains(&format!("body_args:{n}=v")), "{l:?}");
         }
+    }
+
+    /// busboy and formidable open a delimiter line only after CRLF: for them a `\n--XB` line
+    /// is content of the part before, and that reading is inspected too.
+    #[test]
+    fn a_delimiter_after_a_bare_lf_is_also_read_as_content() {
+        let (ok, l) = labels(
+            "--XB\r\nContent-Disposition: form-data; name=\"host\"\r\n\r\n127.0.0.1\n\
+             --XB\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n\r\n;id\r\n\
+             --XB--\r\n",
+        );
+        assert!(ok);
+        assert!(l.contains(&"body_args:host=127.0.0.1".to_string()), "{l:?}");
+        assert!(l.contains(&"files:f=a.txt".to_string()), "{l:?}");
+        assert!(
+            l.contains(
+                &"body_args:host=127.0.0.1\n--XB\r\nContent-Disposition: form-data; name=\"f\"; \
+                  filename=\"a.txt\"\r\n\r\n;id"
+                    .to_string()
+            ),
+            "{l:?}"
+        );
+        // A body that CRLF-only parsers refuse (it never closes after CRLF) has one reading.
+        let (_, l) = labels(
+            "--XB\nContent-Disposition: form-data; name=\"a\"\n\n1\n--XB\n\
+             Content-Disposition: form-data; name=\"b\"\n\n2\n--XB--\n",
+        );
+        assert_eq!(
+            l.iter().filter(|x| x.starts_with("body_args:")).count(),
+            2,
+            "{l:?}"
+        );
+        // With CRLF throughout, one reading.
+        let (_, l) = labels(
+            "--XB\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--XB\r\n\
+             Content-Disposition: form-data; name=\"b\"\r\n\r\n2\r\n--XB--\r\n",
+        );
+        assert_eq!(
+            l.iter().filter(|x| x.starts_with("body_args:")).count(),
+            2,
+            "{l:?}"
+        );
     }
 }

@@ -26,6 +26,11 @@ pub fn percent_decode(s: &str) -> Option<String> {
     decode_rounds(s, false)
 }
 
+/// One round of [`percent_decode`], as JavaScript's `decodeURIComponent` decodes.
+pub fn percent_decode_once(s: &str) -> Option<String> {
+    decode(s, false)
+}
+
 /// One round of [`url_decode`], as a server decodes a form or query string.
 pub fn url_decode_once(s: &str) -> Option<String> {
     decode(s, true)

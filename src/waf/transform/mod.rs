@@ -16,7 +16,8 @@ use clean::{
     unicode_normalize,
 };
 pub use decode::{
-    base64_decode, html_entity_decode, js_decode, percent_decode, url_decode, url_decode_once,
+    base64_decode, html_entity_decode, js_decode, percent_decode, percent_decode_once, url_decode,
+    url_decode_once,
 };
 
 /// A transform, as named in rule files.
