@@ -1181,6 +1181,13 @@ async fn node_readings_of_bodies_and_cookies_do_not_hide_attacks() {
             b"[next]a=b]=/home".to_vec(),
         ),
         (
+            "JSON in a form value, handed to JSON.parse",
+            "",
+            form,
+            br#"filter={"where":{"name":"1'\tUNION\tSELECT\tpassword\tFROM\tusers--"}}"#.to_vec(),
+            br#"filter={"where":{"name":"alice"},"limit":10}"#.to_vec(),
+        ),
+        (
             "cookie-parser JSON cookie with escaped escapes",
             "Cookie: q=j:\"%5Cu0027 %5Cu0055NION %5Cu0053ELECT password FROM users--\"\r\n",
             form,

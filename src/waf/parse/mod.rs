@@ -191,10 +191,8 @@ pub fn head_items<'a>(req: &'a RequestView<'a>, limits: &ParseLimits, out: &mut 
     }
 }
 
-/// The items of a cookie-parser JSON cookie `name`: its decoded text, and when it is JSON, its
-/// strings and numbers as the cookie's values, its keys as the cookie's names (where NoSQL
-/// operators are looked for) and the paths of its keys as JSON paths (where prototype pollution
-/// is). The header's size bounds the count of values, as it does for the query's arguments.
+/// The items of a cookie-parser JSON cookie `name`: its decoded text, and the items of the JSON
+/// in it. The header's size bounds the count of values, as it does for the query's arguments.
 fn json_cookie_items<'a>(
     name: &'a str,
     json: String,
@@ -205,33 +203,44 @@ fn json_cookie_items<'a>(
         args: usize::MAX,
         ..*limits
     };
-    let mut items = Vec::new();
-    let parsed = json_items(&json, &unbounded, &mut items) == Ok(true);
-    let items: Vec<Item<'static>> = if parsed {
-        items.into_iter().map(Item::into_owned).collect()
-    } else {
-        Vec::new()
-    };
+    embedded_json_items(
+        Cow::Borrowed(name),
+        &json,
+        (TargetKind::Cookies, TargetKind::CookieNames),
+        &unbounded,
+        out,
+    );
     out.push(Item {
         kind: TargetKind::Cookies,
         name: Cow::Borrowed(name),
         value: Cow::Owned(json),
     });
+}
+
+/// The items of JSON carried in a value called `name` (`?filter={"name":"x"}`, which APIs hand
+/// to `JSON.parse`, a cookie-parser JSON cookie): its strings and numbers are values of `name`,
+/// with their escapes decoded as the application will see them; its keys are names (where NoSQL
+/// operators are looked for), and the paths of its keys JSON paths (where prototype pollution
+/// is). What is read before a syntax error or a limit counts, as it does for a JSON body.
+fn embedded_json_items<'a>(
+    name: Cow<'a, str>,
+    json: &str,
+    (values, names): (TargetKind, TargetKind),
+    limits: &ParseLimits,
+    out: &mut Vec<Item<'a>>,
+) {
+    let mut items = Vec::new();
+    let _ = json_items(json, limits, &mut items);
     for item in items {
-        let kind = match item.kind {
-            TargetKind::Json => TargetKind::Cookies,
-            TargetKind::JsonKeys => TargetKind::CookieNames,
-            other => other,
-        };
-        let name = if kind == TargetKind::JsonPaths {
-            Cow::Borrowed("")
-        } else {
-            Cow::Borrowed(name)
+        let (kind, name) = match item.kind {
+            TargetKind::Json => (values, name.clone()),
+            TargetKind::JsonKeys => (names, name.clone()),
+            other => (other, Cow::Borrowed("")),
         };
         out.push(Item {
             kind,
             name,
-            value: item.value,
+            value: Cow::Owned(item.value.into_owned()),
         });
     }
 }
@@ -272,6 +281,9 @@ pub fn form_items<'a>(
                 name: Cow::Owned(qs_name),
                 value: Cow::Owned(qs_value),
             });
+        }
+        if value.trim_start().starts_with(['{', '[']) {
+            embedded_json_items(name.clone(), &value, (values, names), limits, out);
         }
         out.push(Item {
             kind: names,
@@ -497,6 +509,29 @@ mod tests {
         // Ordinary names, nested or not, read the same: no second reading.
         for text in ["a=1&b=2", "user[name]=x&ids[]=1", "q=a]b", "x==1"] {
             assert_eq!(read(text).len(), 2 * text.split('&').count(), "{text}");
+        }
+    }
+
+    #[test]
+    fn json_in_a_value_is_read_as_json() {
+        let mut out = Vec::new();
+        form_items(
+            "filter=%7B%22where%22%3A%7B%22name%22%3A%221%27%5CtUNION%22%2C%22%24ne%22%3A1%7D%7D&q=%5Bx",
+            TargetKind::Args,
+            TargetKind::ArgsNames,
+            &ParseLimits::default(),
+            &mut out,
+        )
+        .unwrap();
+        let l = labels(&out);
+        for want in [
+            "args:filter=1'\tUNION",
+            "args:filter=1",
+            "args_names:filter=$ne",
+            "json_paths=where.$ne",
+            "args:q=[x",
+        ] {
+            assert!(l.contains(&want.to_string()), "{want} missing from {l:?}");
         }
     }
 
