@@ -34,15 +34,16 @@ pub fn reload(state: &GatewayState, trigger: &str) -> Result<(), Diagnostics> {
             Ok(())
         }
         Err(diags) => {
+            // Logged before it is counted: whoever sees the count can find the reason.
+            log::error!(
+                "config reload ({trigger}) refused, the previous config keeps serving; {} problem(s):\n{diags}",
+                diags.len()
+            );
             state
                 .metrics
                 .config_reloads
                 .with_label_values(&["failure"])
                 .inc();
-            log::error!(
-                "config reload ({trigger}) refused, the previous config keeps serving; {} problem(s):\n{diags}",
-                diags.len()
-            );
             Err(diags)
         }
     }

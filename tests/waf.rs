@@ -22,6 +22,18 @@ waf:
     )
 }
 
+/// The raw answer to a `POST /api` of `body` with this Content-Type and `extra` header lines
+/// (each ending in CRLF), sent byte for byte.
+fn post_raw(gw: &TestGateway, extra: &str, content_type: &str, body: &[u8]) -> String {
+    let mut req = format!(
+        "POST /api HTTP/1.1\r\nHost: app\r\nConnection: close\r\n{extra}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    raw_request(gw.addr(), &req, std::time::Duration::from_secs(5))
+}
+
 /// One case of a confusion test: its harmless twin is served (200, and it reaches the backend),
 /// its attack is refused with 403 problem+json and does not reach the backend.
 fn twin_served_attack_refused(
@@ -1008,15 +1020,7 @@ fn ebcdic(text: &str) -> Vec<u8> {
 async fn body_encodings_that_backends_decode_do_not_hide_attacks() {
     let be = Backend::start("app");
     let gw = TestGateway::start(&config(be.addr, "  rules: [builtin]\n", ""));
-    let send = |content_type: &str, body: &[u8]| {
-        let mut req = format!(
-            "POST /api HTTP/1.1\r\nHost: app\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        req.extend_from_slice(body);
-        raw_request(gw.addr(), &req, std::time::Duration::from_secs(5))
-    };
+    let send = |content_type: &str, body: &[u8]| post_raw(&gw, "", content_type, body);
     let part = |head: &str, content: &str| {
         format!("--XB\r\nContent-Disposition: form-data; name=\"q\"{head}\r\n\r\n{content}\r\n--XB--\r\n")
     };
@@ -1089,15 +1093,8 @@ async fn body_encodings_that_backends_decode_do_not_hide_attacks() {
 async fn node_readings_of_bodies_and_cookies_do_not_hide_attacks() {
     let be = Backend::start("app");
     let gw = TestGateway::start(&config(be.addr, "  rules: [builtin]\n", ""));
-    let send = |extra: &str, content_type: &str, body: &[u8]| {
-        let mut req = format!(
-            "POST /api HTTP/1.1\r\nHost: app\r\nConnection: close\r\n{extra}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
-        req.extend_from_slice(body);
-        raw_request(gw.addr(), &req, std::time::Duration::from_secs(5))
-    };
+    let send =
+        |extra: &str, content_type: &str, body: &[u8]| post_raw(&gw, extra, content_type, body);
     let mp = "multipart/form-data; boundary=XB";
     let form = "application/x-www-form-urlencoded";
     let json = "application/json";
