@@ -14,6 +14,7 @@ pub mod demo;
 pub mod fuzz;
 pub mod ipset;
 pub mod maintenance;
+pub mod method;
 pub mod metrics;
 pub mod problem;
 pub mod proxy;

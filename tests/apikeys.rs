@@ -12,6 +12,7 @@ const SCOPED: &str = "pc_test_scoped-key-0002";
 const OLD: &str = "pc_test_expired-key-0003";
 const OFF: &str = "pc_test_disabled-key-0004";
 const GOLD: &str = "pc_test_gold-key-0005";
+const WRITER: &str = "pc_test_writer-key-0006";
 
 fn keys_yaml(extra: &str) -> String {
     format!(
@@ -23,16 +24,34 @@ fn keys_yaml(extra: &str) -> String {
   - {{ id: old, digest: "{}", expires_at: "2020-01-01T00:00:00Z" }}
   - {{ id: off, digest: "{}", disabled: true }}
   - {{ id: gold, digest: "{}", tier: gold }}
+  - id: writer
+    digest: "{}"
+    scopes: [{{ routes: [api], methods: [GET, POST] }}]
 {extra}"#,
         digest_text(GOOD),
         digest_text(SCOPED),
         digest_text(OLD),
         digest_text(OFF),
-        digest_text(GOLD)
+        digest_text(GOLD),
+        digest_text(WRITER)
     )
 }
 
 fn gateway(be: &Backend) -> TestGateway {
+    gateway_with(
+        be,
+        r#"rate_limits:
+  policies:
+    - name: per-key
+      rate: 2
+      per: 60s
+      key: [api_key]
+      tiers: { gold: { rate: 5 } }
+"#,
+    )
+}
+
+fn gateway_with(be: &Backend, extra: &str) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("keys.yaml"), keys_yaml("")).unwrap();
     TestGateway::start_in(
@@ -52,14 +71,7 @@ routes:
 api_keys:
   file: keys.yaml
   sources: ["header:X-API-Key", bearer, "query:api_key"]
-rate_limits:
-  policies:
-    - name: per-key
-      rate: 2
-      per: 60s
-      key: [api_key]
-      tiers: {{ gold: {{ rate: 5 }} }}
-"#,
+{extra}"#,
             be.addr
         ),
     )
@@ -294,4 +306,118 @@ async fn path_parameters_and_escapes_do_not_lead_around_a_keyed_route() {
     // What the backend receives keeps its case and its escaped slashes.
     assert_eq!(send("/API%2Forders", Some(GOLD)), "200");
     assert_eq!(be.seen().last().unwrap().target, "/API%2Forders");
+}
+
+/// Express, Rails, Laravel, Symfony, Spring and ASP.NET Core let a request name another method
+/// (a header, or `_method` in the query or the body) and route it as that method: a key's
+/// method scopes must allow every method a request names, the body's included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_override_must_be_in_the_keys_scope_too() {
+    // Without the WAF the body is read for its `_method`; with it, the WAF's reading is used.
+    for waf in ["", "waf: { rules: [builtin], paranoia: 1, mode: block }\n"] {
+        let be = Backend::start("app");
+        let gw = gateway_with(&be, waf);
+        let send = |method: &str, target: &str, key: &str, headers: &str, body: &str| {
+            let req = format!(
+                "{method} {target} HTTP/1.1\r\nHost: app\r\nConnection: close\r\nX-API-Key: {key}\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let resp = raw_request(gw.addr(), req.as_bytes(), std::time::Duration::from_secs(5));
+            resp.split(' ').nth(1).unwrap_or("").to_string()
+        };
+        let form = "Content-Type: application/x-www-form-urlencoded\r\n";
+        let multipart = "Content-Type: multipart/form-data; boundary=XB\r\n";
+        let json = "Content-Type: application/json\r\n";
+        let part = |name: &str, value: &str| {
+            format!(
+                "--XB\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n--XB--\r\n"
+            )
+        };
+
+        // A key for GET only: an override to any other method is out of scope.
+        for (target, headers) in [
+            ("/api/orders/7", "X-HTTP-Method-Override: DELETE\r\n"),
+            ("/api/orders/7", "X-HTTP-Method: delete\r\n"),
+            ("/api/orders/7", "X-Method-Override: GET, PUT\r\n"),
+            ("/api/orders/7?_method=DELETE", ""),
+            ("/api/orders/7?%5Fmethod=patch", ""),
+        ] {
+            assert_eq!(
+                send("GET", target, SCOPED, headers, ""),
+                "403",
+                "{target} {headers}"
+            );
+        }
+        // A key for GET and POST: a POST standing for DELETE, PUT or PATCH is out of scope,
+        // wherever it names the method.
+        for (headers, body) in [
+            (
+                "X-HTTP-Method-Override: DELETE\r\n".to_string(),
+                String::new(),
+            ),
+            (form.to_string(), "id=7&_method=DELETE".to_string()),
+            (form.to_string(), "id=7&%5F%6Dethod=put".to_string()),
+            (multipart.to_string(), part("_method", "PATCH")),
+            (
+                json.to_string(),
+                r#"{"_method":"DELETE","id":7}"#.to_string(),
+            ),
+        ] {
+            assert_eq!(
+                send("POST", "/api/orders/7", WRITER, &headers, &body),
+                "403",
+                "{headers}{body}"
+            );
+        }
+        assert_eq!(be.count(), 0, "a request out of scope reached the backend");
+
+        // Overrides naming methods in scope, and data that merely mentions one, pass.
+        assert_eq!(
+            send(
+                "GET",
+                "/api/orders/7",
+                SCOPED,
+                "X-HTTP-Method-Override: get\r\n",
+                ""
+            ),
+            "200"
+        );
+        assert_eq!(
+            send("POST", "/api/orders", WRITER, form, "_method=post&qty=2"),
+            "200"
+        );
+        assert_eq!(
+            send(
+                "POST",
+                "/api/orders",
+                WRITER,
+                multipart,
+                &part("note", "_method=DELETE")
+            ),
+            "200"
+        );
+        assert_eq!(
+            send(
+                "POST",
+                "/api/orders",
+                WRITER,
+                json,
+                r#"{"order":{"_method":"DELETE"}}"#
+            ),
+            "200"
+        );
+        // A key without scopes may do anything, overrides included.
+        assert_eq!(
+            send("POST", "/api/orders/7", GOOD, form, "_method=DELETE"),
+            "200"
+        );
+        assert_eq!(be.count(), 5);
+        let seen = be.seen();
+        assert_eq!(
+            seen[1].body, b"_method=post&qty=2",
+            "the body reaches the backend unchanged"
+        );
+        gw.wait_metric("portcullis_auth_failures_total{reason=\"scope\"}", 10.0)
+            .await;
+    }
 }

@@ -145,6 +145,36 @@ async fn a_path_scoped_limit_counts_every_spelling_of_the_path() {
     assert_eq!(send("/logout"), "200");
 }
 
+/// A limit scoped to a method also counts requests sent with another method that name it as
+/// an override (`X-HTTP-Method-Override`, `_method` in the query), which Express, Rails,
+/// Laravel and Symfony route as the method named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_scoped_limit_counts_requests_that_name_the_method_as_an_override() {
+    let be = Backend::start("app");
+    let gw = TestGateway::start(&config(
+        be.addr,
+        "  policies:\n    - { name: deletes, rate: 2, per: 60s, key: [client_ip], scope: { methods: [DELETE] } }\n",
+    ));
+    let send = |method: &str, target: &str, header: &str| {
+        let req = format!(
+            "{method} {target} HTTP/1.1\r\nHost: app\r\nX-Forwarded-For: 198.51.100.21\r\n{header}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let resp = raw_request(gw.addr(), req.as_bytes(), Duration::from_secs(5));
+        resp.split(' ').nth(1).unwrap_or("").to_string()
+    };
+    let statuses = [
+        send("DELETE", "/items/1", ""),
+        send("POST", "/items/1", "X-HTTP-Method-Override: DELETE\r\n"),
+        send("POST", "/items/1?_method=delete", ""),
+        send("POST", "/items/1", "X-Method-Override: delete\r\n"),
+        send("GET", "/items/1", "X-HTTP-Method: DELETE\r\n"),
+    ];
+    assert_eq!(statuses, ["200", "200", "429", "429", "429"]);
+    // Requests that name no method of the scope are not counted.
+    assert_eq!(send("POST", "/items/1", ""), "200");
+    assert_eq!(send("POST", "/items/1?_method=PUT", ""), "200");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadow_mode_counts_but_never_refuses() {
     let be = Backend::start("app");

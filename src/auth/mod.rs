@@ -107,6 +107,13 @@ pub struct KeyEntry {
     pub disabled: bool,
 }
 
+impl KeyEntry {
+    /// Whether some scope of the key names methods (so that overrides matter).
+    pub fn restricts_methods(&self) -> bool {
+        self.scopes.iter().any(|s| !s.methods.is_empty())
+    }
+}
+
 /// The keys of a keys file, by digest.
 #[derive(Debug, Default)]
 pub struct KeyStore {
@@ -149,13 +156,15 @@ impl KeyStore {
         self.by_digest.is_empty()
     }
 
-    /// Checks a presented key for a request on `route`, `path`, `method` at time `now`.
+    /// Checks a presented key for a request on `route`, `path` at time `now`, taken for each
+    /// of `methods` (the method sent, and those it names as overrides: [`crate::method`]);
+    /// the key's scopes must allow every one of them.
     pub fn verify(
         &self,
         secret: &str,
         route: &str,
         path: &str,
-        method: &http::Method,
+        methods: &[http::Method],
         now: SystemTime,
     ) -> Result<&KeyEntry, AuthFailure> {
         let d = digest(secret);
@@ -167,8 +176,10 @@ impl KeyStore {
         let known: bool = entry.digest.ct_eq(&d).into();
         let expired = entry.expires_at.is_some_and(|t| now >= t);
         let disabled = entry.disabled;
-        let in_scope =
-            entry.scopes.is_empty() || entry.scopes.iter().any(|s| s.allows(route, path, method));
+        let in_scope = entry.scopes.is_empty()
+            || methods
+                .iter()
+                .all(|m| entry.scopes.iter().any(|s| s.allows(route, path, m)));
         match (known && found.is_some(), disabled, expired, in_scope) {
             (false, ..) => Err(AuthFailure::Unknown),
             (true, true, _, _) => Err(AuthFailure::Disabled),
@@ -209,8 +220,8 @@ mod tests {
         let mut off = entry("off", "s5");
         off.disabled = true;
         let store = KeyStore::new(vec![entry("open", "s1"), scoped, expiring, off]);
-        let get = &http::Method::GET;
-        let post = &http::Method::POST;
+        let get = &[http::Method::GET][..];
+        let post = &[http::Method::POST][..];
         assert_eq!(
             &*store.verify("s1", "any", "/x", post, now).unwrap().id,
             "open"
@@ -241,6 +252,15 @@ mod tests {
             store.verify("s5", "x", "/", get, now),
             Err(AuthFailure::Disabled)
         );
+        // Every method the request may be taken for must be in scope.
+        let get_as_delete = &[http::Method::GET, http::Method::DELETE][..];
+        assert_eq!(
+            store.verify("s3", "api", "/v1/orders", get_as_delete, now),
+            Err(AuthFailure::Scope)
+        );
+        assert!(store
+            .verify("s1", "api", "/v1/orders", get_as_delete, now)
+            .is_ok());
         // Surrounding whitespace (e.g. a pasted key) does not matter.
         assert!(store.verify(" s1\n", "x", "/", get, now).is_ok());
     }

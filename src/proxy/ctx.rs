@@ -51,6 +51,9 @@ pub struct RequestCtx {
     pub key_tier: Option<std::sync::Arc<str>>,
     /// Where the accepted API key was found (stripped before proxying).
     pub key_source: Option<crate::auth::KeySource>,
+    /// The methods the accepted key was checked for (the method sent and the overrides the
+    /// request names), when its scopes name methods.
+    pub key_methods: Option<Vec<http::Method>>,
     /// The selected route.
     pub route: Option<Arc<Route>>,
     /// The answer the gateway gave instead of proxying, if any.
@@ -92,6 +95,7 @@ impl RequestCtx {
             key_id: None,
             key_tier: None,
             key_source: None,
+            key_methods: None,
             route: None,
             refusal: None,
             backend: None,

@@ -71,10 +71,11 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// Whether a request on `route` for `path` with `method` is counted.
-    pub fn applies(&self, route: &str, path: &str, method: &http::Method) -> bool {
+    /// Whether a request on `route` for `path` is counted, when it may be taken for any of
+    /// `methods` (the method sent, and those it names as overrides: [`crate::method`]).
+    pub fn applies(&self, route: &str, path: &str, methods: &[http::Method]) -> bool {
         (self.routes.is_empty() || self.routes.iter().any(|r| r == route))
-            && (self.methods.is_empty() || self.methods.contains(method))
+            && (self.methods.is_empty() || methods.iter().any(|m| self.methods.contains(m)))
             && (self.path_prefixes.is_empty()
                 || self
                     .path_prefixes
@@ -253,10 +254,14 @@ mod tests {
             path_prefixes: vec!["/v1".into()],
             methods: vec![http::Method::POST],
         };
-        assert!(s.applies("api", "/v1/orders", &http::Method::POST));
-        assert!(!s.applies("api", "/v10", &http::Method::POST));
-        assert!(!s.applies("web", "/v1", &http::Method::POST));
-        assert!(!s.applies("api", "/v1", &http::Method::GET));
+        let post = &[http::Method::POST][..];
+        let get = &[http::Method::GET][..];
+        assert!(s.applies("api", "/v1/orders", post));
+        assert!(!s.applies("api", "/v10", post));
+        assert!(!s.applies("web", "/v1", post));
+        assert!(!s.applies("api", "/v1", get));
+        // A GET that names POST as an override counts.
+        assert!(s.applies("api", "/v1", &[http::Method::GET, http::Method::POST]));
         let p = Policy::new(PolicySpec {
             name: "p".into(),
             quota: QuotaSpec {

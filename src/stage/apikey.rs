@@ -9,10 +9,12 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use pingora::proxy::Session;
 
+use super::waf::{read_body, BodyRead};
 use super::{Stage, Verdict};
 use crate::auth::ApiKeys;
 use crate::problem::{AuthFailure, Refusal};
 use crate::proxy::RequestCtx;
+use crate::waf::{body_text, decode_body};
 
 /// Checks API keys.
 pub struct ApiKeyStage {
@@ -44,17 +46,125 @@ impl Stage for ApiKeyStage {
             return Verdict::Respond(Refusal::Auth(AuthFailure::Missing));
         };
         let source = source.clone();
+        let methods =
+            crate::method::request_methods(&req.method, &req.headers, ctx.raw_query.as_deref());
         match self.keys.store.verify(
             secret,
             &route.name,
             &ctx.match_path,
-            &req.method,
+            &methods,
             SystemTime::now(),
         ) {
             Ok(entry) => {
+                if entry.restricts_methods() {
+                    ctx.key_methods = Some(methods);
+                }
                 ctx.key_id = Some(entry.id.clone());
                 ctx.key_tier = entry.tier.clone();
                 ctx.key_source = Some(source);
+                Verdict::Continue
+            }
+            Err(f) => Verdict::Respond(Refusal::Auth(f)),
+        }
+    }
+}
+
+/// Checks, once the WAF has read the body, the methods a form, multipart or JSON body names in
+/// `_method` against the scopes of the accepted key (when they name methods): Rails, Laravel,
+/// Symfony and Spring take a `POST` with `_method=DELETE` for a `DELETE`. On a route without the
+/// WAF, a form, multipart or JSON body is read here (up to the route's `body_limit`, as the WAF
+/// would); a body past the limit that is passed on uninspected is not weighed.
+pub struct BodyMethodStage {
+    keys: Arc<ApiKeys>,
+}
+
+impl BodyMethodStage {
+    /// A stage for `keys`.
+    pub fn new(keys: Arc<ApiKeys>) -> BodyMethodStage {
+        BodyMethodStage { keys }
+    }
+}
+
+#[async_trait]
+impl Stage for BodyMethodStage {
+    fn name(&self) -> &'static str {
+        "api_key_body_method"
+    }
+
+    async fn on_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Verdict {
+        let (Some(_), Some(route)) = (&ctx.key_methods, ctx.route.clone()) else {
+            return Verdict::Continue;
+        };
+        if ctx.held_body.is_none() && ctx.waf.is_none() {
+            // The WAF is off for the route: read a body that may name a method here.
+            let content_type = session
+                .req_header()
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+            if !crate::method::may_name_methods(content_type.as_deref()) {
+                return Verdict::Continue;
+            }
+            match read_body(session, route.waf.body_limit).await {
+                BodyRead::Empty | BodyRead::TooLarge { replayable: true } => {
+                    // Past the limit, as the WAF's `on_body_limit: pass`: forwarded unweighed.
+                    return Verdict::Continue;
+                }
+                BodyRead::TooLarge { replayable: false } => {
+                    return Verdict::Respond(Refusal::BodyTooLarge)
+                }
+                BodyRead::LengthRequired => return Verdict::Respond(Refusal::LengthRequired),
+                BodyRead::Failed => {
+                    return Verdict::Respond(Refusal::BadRequest(
+                        "The request body could not be read.",
+                    ))
+                }
+                BodyRead::Complete(buf) => {
+                    if buf.len() as u64 > ctx.config.limits.max_body_size.0 {
+                        return Verdict::Respond(Refusal::BodyTooLarge);
+                    }
+                    ctx.held_body = Some(buf);
+                }
+            }
+        }
+        let (Some(known), Some(raw)) = (&ctx.key_methods, &ctx.held_body) else {
+            return Verdict::Continue;
+        };
+        let req = session.req_header();
+        let header = |name| {
+            let values: Vec<_> = req
+                .headers
+                .get_all(name)
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()))
+                .collect();
+            (!values.is_empty()).then(|| values.join(","))
+        };
+        let content_type = header(http::header::CONTENT_TYPE);
+        let encoding = header(http::header::CONTENT_ENCODING);
+        // The WAF decoded this body within the route's limit already; it cannot fail here
+        // unless it failed there, where the route's policy answered.
+        let Ok(decoded) = decode_body(encoding.as_deref(), raw, route.waf.body_limit) else {
+            return Verdict::Continue;
+        };
+        let text = body_text(content_type.as_deref(), &decoded);
+        let named = crate::method::body_methods(content_type.as_deref(), &text, known);
+        if named.is_empty() {
+            return Verdict::Continue;
+        }
+        let methods: Vec<_> = known.iter().chain(&named).cloned().collect();
+        let Some((secret, _)) = self.keys.find(req) else {
+            return Verdict::Respond(Refusal::Auth(AuthFailure::Missing));
+        };
+        match self.keys.store.verify(
+            secret,
+            &route.name,
+            &ctx.match_path,
+            &methods,
+            SystemTime::now(),
+        ) {
+            Ok(_) => {
+                ctx.key_methods = Some(methods);
                 Verdict::Continue
             }
             Err(f) => Verdict::Respond(Refusal::Auth(f)),

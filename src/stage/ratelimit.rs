@@ -45,12 +45,23 @@ impl Stage for RateLimitStage {
             headers: &req.headers,
         };
         let path = ctx.match_path.as_str();
+        // A policy that names methods also counts a request that names one as an override.
+        let by_method = self
+            .limits
+            .policies
+            .iter()
+            .any(|p| !p.spec.scope.methods.is_empty());
+        let methods = if by_method {
+            crate::method::request_methods(&req.method, &req.headers, ctx.raw_query.as_deref())
+        } else {
+            vec![req.method.clone()]
+        };
         // (policy, tier, key digest) of every policy that counts this request.
         let applicable: Vec<_> = self
             .limits
             .policies
             .iter()
-            .filter(|p| p.spec.scope.applies(&route, path, &req.method))
+            .filter(|p| p.spec.scope.applies(&route, path, &methods))
             .filter_map(|p| {
                 let tier = p.tier(inputs.tier);
                 p.key(&inputs).map(|k| (p, tier, k))

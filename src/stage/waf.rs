@@ -80,7 +80,7 @@ impl WafStage {
 /// only while all of it fits.
 pub const REPLAY_WINDOW: usize = 64 * 1024;
 
-enum BodyRead {
+pub(super) enum BodyRead {
     Empty,
     Complete(Bytes),
     TooLarge {
@@ -91,7 +91,7 @@ enum BodyRead {
     Failed,
 }
 
-async fn read_body(session: &mut Session, limit: usize) -> BodyRead {
+pub(super) async fn read_body(session: &mut Session, limit: usize) -> BodyRead {
     let declared = session
         .req_header()
         .headers

@@ -1,0 +1,198 @@
+//! Method overrides: the methods a backend may take a request for.
+//!
+//! Many frameworks let a request name another method than the one it was sent with, so that
+//! HTML forms and restrictive clients can reach PUT, PATCH and DELETE handlers: Express's
+//! `method-override` (a header or `_method` in the query), Rack's `MethodOverride` (Rails,
+//! Sinatra: `_method` in a form body, `X-HTTP-Method-Override`), Symfony and Laravel (`_method`
+//! in the body or query, Laravel's JSON bodies included, and the header), Spring's
+//! `HiddenHttpMethodFilter` (a `_method` parameter), ASP.NET Core's `HttpMethodOverride`
+//! (the header or a form field). API-key and rate-limit scopes that name methods weigh every
+//! method a request names, so that a key allowed to `POST` does not reach a `DELETE` handler
+//! with `_method=DELETE`.
+
+use std::borrow::Cow;
+
+use http::{HeaderMap, Method};
+
+use crate::waf::parse::{body_items, BodyKind, ParseLimits};
+use crate::waf::target::TargetKind;
+use crate::waf::transform::url_decode_once;
+
+/// Headers that name the method a request stands for.
+pub const HEADERS: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// The query, form or JSON field that names the method a request stands for.
+pub const FIELD: &str = "_method";
+
+/// The methods a request may be taken for: the method it was sent with, then each other one
+/// its override headers or its `_method` query arguments name.
+pub fn request_methods(method: &Method, headers: &HeaderMap, query: Option<&str>) -> Vec<Method> {
+    let mut out = vec![method.clone()];
+    for name in HEADERS {
+        for value in headers.get_all(name) {
+            add_named(&mut out, &String::from_utf8_lossy(value.as_bytes()));
+        }
+    }
+    if let Some(q) = query {
+        for value in query_values(q, FIELD) {
+            add_named(&mut out, &value);
+        }
+    }
+    out
+}
+
+/// The methods a buffered body names in `_method` (a form or multipart field, or a JSON
+/// object's top-level key), not already in `known`.
+pub fn body_methods(content_type: Option<&str>, body: &str, known: &[Method]) -> Vec<Method> {
+    if !may_name_methods(content_type) {
+        return Vec::new();
+    }
+    let mut items = Vec::new();
+    let _ = body_items(content_type, body, &ParseLimits::default(), &mut items);
+    let mut out = known.to_vec();
+    for item in items {
+        if matches!(item.kind, TargetKind::BodyArgs | TargetKind::Json) && item.name == FIELD {
+            add_named(&mut out, &item.value);
+        }
+    }
+    out.split_off(known.len())
+}
+
+/// Whether a body of `content_type` is one that can carry a `_method` field.
+pub fn may_name_methods(content_type: Option<&str>) -> bool {
+    matches!(
+        crate::waf::parse::body_kind(content_type),
+        BodyKind::Form | BodyKind::Multipart | BodyKind::Json
+    )
+}
+
+/// The values of the query or form arguments called `name`, decoded.
+fn query_values<'a>(query: &'a str, name: &str) -> Vec<Cow<'a, str>> {
+    query
+        .split('&')
+        .filter_map(|pair| {
+            let (n, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let n = url_decode_once(n)
+                .map(Cow::Owned)
+                .unwrap_or(Cow::Borrowed(n));
+            (n == name).then(|| {
+                url_decode_once(v)
+                    .map(Cow::Owned)
+                    .unwrap_or(Cow::Borrowed(v))
+            })
+        })
+        .collect()
+}
+
+/// Adds the methods `text` names (comma-separated, any case), once each. Text that is not a
+/// method token is not one any framework routes by, and is left out.
+fn add_named(out: &mut Vec<Method>, text: &str) {
+    for word in text.split(',') {
+        let word = word.trim().to_ascii_uppercase();
+        if word.is_empty() {
+            continue;
+        }
+        if let Ok(m) = Method::from_bytes(word.as_bytes()) {
+            if !out.contains(&m) {
+                out.push(m);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn headers_and_query_name_methods() {
+        let post = Method::POST;
+        assert_eq!(
+            request_methods(&post, &HeaderMap::new(), None),
+            vec![post.clone()]
+        );
+        assert_eq!(
+            request_methods(
+                &post,
+                &headers(&[
+                    ("x-http-method-override", "delete"),
+                    ("x-method-override", "PUT, patch")
+                ]),
+                Some("a=1&%5Fmethod=options&_method=POST"),
+            ),
+            vec![
+                Method::POST,
+                Method::DELETE,
+                Method::PUT,
+                Method::PATCH,
+                Method::OPTIONS
+            ]
+        );
+        // Not a method token: no framework routes by it.
+        assert_eq!(
+            request_methods(
+                &post,
+                &headers(&[("x-http-method", "DE LETE")]),
+                Some("_method=")
+            ),
+            vec![Method::POST]
+        );
+        // Only the exact name counts.
+        assert_eq!(
+            request_methods(
+                &post,
+                &HeaderMap::new(),
+                Some("x_method=DELETE&_methods=PUT")
+            ),
+            vec![Method::POST]
+        );
+    }
+
+    #[test]
+    fn bodies_name_methods() {
+        let known = [Method::POST];
+        let form = Some("application/x-www-form-urlencoded");
+        assert_eq!(
+            body_methods(form, "a=1&_method=delete", &known),
+            vec![Method::DELETE]
+        );
+        assert_eq!(
+            body_methods(form, "a=1&%5F%6Dethod=PUT", &known),
+            vec![Method::PUT]
+        );
+        assert_eq!(
+            body_methods(form, "_method=post&a=2", &known),
+            Vec::<Method>::new()
+        );
+        let multipart = Some("multipart/form-data; boundary=XB");
+        let body =
+            "--XB\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\npatch\r\n--XB--\r\n";
+        assert_eq!(body_methods(multipart, body, &known), vec![Method::PATCH]);
+        let json = Some("application/json");
+        assert_eq!(
+            body_methods(json, r#"{"_method":"DELETE","id":3}"#, &known),
+            vec![Method::DELETE]
+        );
+        // Deeper keys are data, not an override.
+        assert_eq!(
+            body_methods(json, r#"{"a":{"_method":"DELETE"}}"#, &known),
+            Vec::<Method>::new()
+        );
+        assert_eq!(
+            body_methods(Some("text/plain"), "_method=DELETE", &known),
+            Vec::<Method>::new()
+        );
+    }
+}
