@@ -162,13 +162,6 @@ fn qs_segments(name: &str) -> String {
 mod tests {
     use super::*;
 
-    fn labels(items: &[Item<'_>]) -> Vec<String> {
-        items
-            .iter()
-            .map(|i| format!("{}={}", i.label(), i.value))
-            .collect()
-    }
-
     #[test]
     fn pairs_are_also_read_as_qs_reads_them() {
         let read = |text: &str| {

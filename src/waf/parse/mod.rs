@@ -14,6 +14,7 @@ mod cookie;
 mod credentials;
 mod form;
 mod json;
+mod json_text;
 mod multipart;
 mod xml;
 
@@ -265,7 +266,7 @@ pub fn body_items<'a>(
             let lenient = |out: &mut Vec<Item<'a>>| {
                 whole(out);
                 // JSON5 and lenient Jackson or Gson read `\X` as `X` for any X: that reading too.
-                if let Some(text) = json::lenient_escapes(body) {
+                if let Some(text) = json_text::lenient_escapes(body) {
                     out.push(Item {
                         kind: TargetKind::Body,
                         name: Cow::Borrowed(""),
@@ -304,16 +305,18 @@ pub fn body_items<'a>(
     }
 }
 
+/// Items as `label=value` lines, for tests.
+#[cfg(test)]
+fn labels(items: &[Item<'_>]) -> Vec<String> {
+    items
+        .iter()
+        .map(|i| format!("{}={}", i.label(), i.value))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn labels(items: &[Item<'_>]) -> Vec<String> {
-        items
-            .iter()
-            .map(|i| format!("{}={}", i.label(), i.value))
-            .collect()
-    }
 
     #[test]
     fn node_cookie_readings() {
