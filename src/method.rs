@@ -38,7 +38,7 @@ pub fn request_methods(method: &Method, headers: &HeaderMap, query: Option<&str>
         }
     }
     if let Some(q) = query {
-        for value in query_values(q, FIELD) {
+        for value in query_values(q) {
             add_named(&mut out, &value);
         }
     }
@@ -55,23 +55,31 @@ pub fn body_methods(content_type: Option<&str>, body: &str, known: &[Method]) ->
     let _ = body_items(content_type, body, &ParseLimits::default(), &mut items);
     let mut out = known.to_vec();
     for item in items {
-        if matches!(item.kind, TargetKind::BodyArgs | TargetKind::Json) && item.name == FIELD {
+        if matches!(item.kind, TargetKind::BodyArgs | TargetKind::Json) && names_field(&item.name) {
             add_named(&mut out, &item.value);
         }
     }
     out.split_off(known.len())
 }
 
-/// Whether a body of `content_type` is one that can carry a `_method` field.
+/// Whether a body of `content_type` is one that can carry a `_method` field: a form, multipart
+/// or JSON body, or one without a content type, which Rack reads as a form.
 pub fn may_name_methods(content_type: Option<&str>) -> bool {
-    matches!(
-        crate::waf::parse::body_kind(content_type),
-        BodyKind::Form | BodyKind::Multipart | BodyKind::Json
-    )
+    content_type.is_none()
+        || matches!(
+            crate::waf::parse::body_kind(content_type),
+            BodyKind::Form | BodyKind::Multipart | BodyKind::Json
+        )
 }
 
-/// The values of the query or form arguments called `name`, decoded.
-fn query_values<'a>(query: &'a str, name: &str) -> Vec<Cow<'a, str>> {
+/// Whether an argument name is [`FIELD`] as Rack and `qs` read names: brackets around it are
+/// dropped (`[_method]`, `_method]`).
+fn names_field(name: &str) -> bool {
+    name.trim_start_matches(['[', ']']).trim_end_matches(']') == FIELD
+}
+
+/// The values of the query arguments named [`FIELD`], decoded.
+fn query_values(query: &str) -> Vec<Cow<'_, str>> {
     query
         .split('&')
         .filter_map(|pair| {
@@ -79,7 +87,7 @@ fn query_values<'a>(query: &'a str, name: &str) -> Vec<Cow<'a, str>> {
             let n = url_decode_once(n)
                 .map(Cow::Owned)
                 .unwrap_or(Cow::Borrowed(n));
-            (n == name).then(|| {
+            names_field(&n).then(|| {
                 url_decode_once(v)
                     .map(Cow::Owned)
                     .unwrap_or(Cow::Borrowed(v))
@@ -89,16 +97,19 @@ fn query_values<'a>(query: &'a str, name: &str) -> Vec<Cow<'a, str>> {
 }
 
 /// Adds the methods `text` names (comma-separated, any case), once each. Text that is not a
-/// method token is not one any framework routes by, and is left out.
+/// method token is not one any framework routes by, and is left out. Ruby upper-cases with
+/// Unicode's rules, so `optıons` (a dotless i) is `OPTIONS` to Rack: both foldings count.
 fn add_named(out: &mut Vec<Method>, text: &str) {
     for word in text.split(',') {
-        let word = word.trim().to_ascii_uppercase();
+        let word = word.trim();
         if word.is_empty() {
             continue;
         }
-        if let Ok(m) = Method::from_bytes(word.as_bytes()) {
-            if !out.contains(&m) {
-                out.push(m);
+        for upper in [word.to_ascii_uppercase(), word.to_uppercase()] {
+            if let Ok(m) = Method::from_bytes(upper.as_bytes()) {
+                if !out.contains(&m) {
+                    out.push(m);
+                }
             }
         }
     }
@@ -149,6 +160,19 @@ mod tests {
             ),
             vec![Method::POST]
         );
+        // Rack and qs drop brackets around a name; Ruby folds case with Unicode's rules.
+        assert_eq!(
+            request_methods(
+                &post,
+                &HeaderMap::new(),
+                Some("%5B_method%5D=delete&x=1&_method]=put")
+            ),
+            vec![Method::POST, Method::DELETE, Method::PUT]
+        );
+        assert_eq!(
+            request_methods(&post, &HeaderMap::new(), Some("_method=opt%C4%B1ons")),
+            vec![Method::POST, Method::OPTIONS]
+        );
         // Only the exact name counts.
         assert_eq!(
             request_methods(
@@ -194,5 +218,12 @@ mod tests {
             body_methods(Some("text/plain"), "_method=DELETE", &known),
             Vec::<Method>::new()
         );
+        // Rack reads a body without a content type as a form, and multipart/related.
+        assert_eq!(
+            body_methods(None, "_method=DELETE&pad=a b", &known),
+            vec![Method::DELETE]
+        );
+        let related = Some("multipart/related; boundary=XB");
+        assert_eq!(body_methods(related, body, &known), vec![Method::PATCH]);
     }
 }

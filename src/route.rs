@@ -216,6 +216,10 @@ pub fn normalize_path(path: &str) -> Option<String> {
 /// case. Routes, API-key scopes and rate-limit scopes all match this way: Express, ASP.NET Core
 /// and IIS route `/Admin/x` to the handler of `/admin/x`, so a policy on `/admin` must hold for
 /// `/Admin` too, and for a backend that tells the two apart it costs nothing.
+///
+/// A last segment with a format extension counts as the segment (`/admin.json` is under
+/// `/admin`): Rails gives every route an optional `(.:format)`, so `/users/sign_in.json` is the
+/// sign-in action, and Spring's suffix pattern matching reads paths the same way.
 pub fn under_prefix(path: &str, prefix: &str) -> bool {
     if prefix == "/" {
         return true;
@@ -223,7 +227,9 @@ pub fn under_prefix(path: &str, prefix: &str) -> bool {
     let (p, pre) = (path.as_bytes(), prefix.as_bytes());
     p.len() >= pre.len()
         && p[..pre.len()].eq_ignore_ascii_case(pre)
-        && (p.len() == pre.len() || p[pre.len()] == b'/')
+        && (p.len() == pre.len()
+            || p[pre.len()] == b'/'
+            || (p[pre.len()] == b'.' && !p[pre.len()..].contains(&b'/')))
 }
 
 /// The path routes, API-key scopes and rate-limit scopes are matched on: a path from
@@ -403,6 +409,11 @@ mod tests {
         assert!(!under_prefix("/administrator", "/admin"));
         assert!(!under_prefix("/adm", "/admin"));
         assert!(!under_prefix("/api/admin", "/admin"));
+        // A format extension on the last segment (Rails, Spring).
+        assert!(under_prefix("/admin.json", "/admin"));
+        assert!(under_prefix("/Users/Sign_In.JSON", "/users/sign_in"));
+        assert!(!under_prefix("/admin.d/x", "/admin"));
+        assert!(!under_prefix("/adminx.json", "/admin"));
         // Not ASCII: only ASCII letters fold, so a multi-byte prefix compares byte for byte.
         assert!(under_prefix("/caf\u{e9}/x", "/caf\u{e9}"));
         assert!(!under_prefix("/caf\u{c9}/x", "/caf\u{e9}"));

@@ -24,9 +24,15 @@ waf:
 
 /// The raw answer to a `POST /api` of `body` with this Content-Type and `extra` header lines
 /// (each ending in CRLF), sent byte for byte.
+/// A POST of `body` to `/api`; without a `Content-Type` line when `content_type` is empty.
 fn post_raw(gw: &TestGateway, extra: &str, content_type: &str, body: &[u8]) -> String {
+    let content_type = if content_type.is_empty() {
+        String::new()
+    } else {
+        format!("Content-Type: {content_type}\r\n")
+    };
     let mut req = format!(
-        "POST /api HTTP/1.1\r\nHost: app\r\nConnection: close\r\n{extra}Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        "POST /api HTTP/1.1\r\nHost: app\r\nConnection: close\r\n{extra}{content_type}Content-Length: {}\r\n\r\n",
         body.len()
     )
     .into_bytes();
@@ -1227,6 +1233,147 @@ async fn node_readings_of_bodies_and_cookies_do_not_hide_attacks() {
             what,
             || send(&calm, ct, harmless),
             || send(extra, ct, attack),
+        );
+    }
+}
+
+/// Bodies as Rack (Rails, Sinatra), Go's `net/http` and Tomcat read them where other parsers
+/// differ: each attack reached the application through a gateway that read the body otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ruby_go_and_java_readings_of_bodies_do_not_hide_attacks() {
+    let be = Backend::start("app");
+    let gw = TestGateway::start(&config(be.addr, "  rules: [builtin]\n", ""));
+    let sqli = "' UNION SELECT password FROM users--";
+    let part = |head: &str, content: &str| {
+        format!("--B\r\n{head}\r\n\r\n{content}\r\n--B--\r\n").into_bytes()
+    };
+    let field = "Content-Disposition: form-data; name=\"q\"";
+    // A part the gateway once took for a file; to the application it is the field `q`.
+    let named_file = |extra: &str| format!("{field}; {extra}");
+    // One body, two boundaries: `outer` for parsers that read the content type one way, and
+    // inside its single file part, a form delimited by `inner` for those that read it another.
+    let two_boundaries = |outer: &str, inner: &str, content: &str| {
+        format!(
+            "--{outer}\r\nContent-Disposition: form-data; name=\"f\"; filename=\"x.bin\"\r\n\r\n\
+             --{inner}\r\n{field}\r\n\r\n{content}\r\n--{inner}--\r\n\r\n--{outer}--\r\n"
+        )
+        .into_bytes()
+    };
+    let binary_part = |content: &str| {
+        let pad = "\x01".repeat(60);
+        format!(
+            "--B\r\nContent-Disposition: form-data; name=\"f\"; filename=\"photo.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n{pad}\r\n\
+             --B\r\n{field}\r\n\r\n{content}\r\n--B--\r\n"
+        )
+        .into_bytes()
+    };
+    let qp = |text: &str| {
+        text.bytes()
+            .map(|b| format!("={b:02X}"))
+            .collect::<String>()
+    };
+    let pad = "\x01".repeat(60);
+    // (what, content type, attack body, harmless body)
+    type Case<'a> = (&'a str, String, Vec<u8>, Vec<u8>);
+    let mp = |params: &str| format!("multipart/form-data; {params}");
+    let cases: Vec<Case> = vec![
+        (
+            "quoted boundary with a backslash (Rack, Go and Tomcat keep it)",
+            mp("boundary=\"a\\bc\""),
+            two_boundaries("abc", "a\\bc", sqli),
+            two_boundaries("abc", "a\\bc", "alice"),
+        ),
+        (
+            "boundary after a space (Rack keeps the space)",
+            mp("boundary= abc"),
+            two_boundaries("abc", " abc", sqli),
+            two_boundaries("abc", " abc", "alice"),
+        ),
+        (
+            "RFC 2231 boundary (Go)",
+            mp("boundary*0=B"),
+            part(
+                &format!("{field}\r\nContent-Transfer-Encoding: quoted-printable"),
+                &qp(sqli),
+            ),
+            part(field, "alice"),
+        ),
+        (
+            "space before = in filename (Rack: no file name)",
+            mp("boundary=B"),
+            part(&named_file("filename =\"a.txt\""), sqli),
+            part(&named_file("filename =\"a.txt\""), "alice"),
+        ),
+        (
+            "an empty filename* after filename (Go: a field)",
+            mp("boundary=B"),
+            part(&named_file("filename=\"a.txt\"; filename*=UTF-8''"), sqli),
+            part(
+                &named_file("filename=\"a.txt\"; filename*=UTF-8''"),
+                "alice",
+            ),
+        ),
+        (
+            "a quote in a parameter name (Tomcat quotes only values)",
+            mp("boundary=B"),
+            part(&named_file("a\"b=1; c=\"; filename=\"a.txt\"; d=\""), sqli),
+            part(
+                &named_file("a\"b=1; c=\"; filename=\"a.txt\"; d=\""),
+                "alice",
+            ),
+        ),
+        (
+            "a control character after a header name (Java's trim drops it)",
+            mp("boundary=B"),
+            part(
+                &format!(
+                    "Content-Disposition\x01: form-data; name=\"q\"\r\n{}",
+                    named_file("filename=\"a.txt\"")
+                ),
+                sqli,
+            ),
+            part(
+                &format!(
+                    "Content-Disposition\x01: form-data; name=\"q\"\r\n{}",
+                    named_file("filename=\"a.txt\"")
+                ),
+                "alice",
+            ),
+        ),
+        (
+            "a folded Content-Transfer-Encoding (Go unfolds and decodes)",
+            mp("boundary=B"),
+            part(
+                &format!("{field}\r\nContent-Transfer-Encoding:\r\n quoted-printable"),
+                &qp(sqli),
+            ),
+            part(field, "alice"),
+        ),
+        (
+            "multipart/related (Rack, Tomcat's getParts)",
+            "multipart/related; boundary=B".to_string(),
+            binary_part(sqli),
+            binary_part("alice"),
+        ),
+        (
+            "no Content-Type (Rack reads a form)",
+            String::new(),
+            format!("q={sqli}&pad={pad}").into_bytes(),
+            format!("q=alice&pad={pad}").into_bytes(),
+        ),
+        (
+            "Rails' JSON alias with a comment (Ruby's json skips it)",
+            "text/x-json".to_string(),
+            format!("/*{pad}*/{{\"q\": \"{sqli}\"}}").into_bytes(),
+            format!("/*{pad}*/{{\"q\": \"alice\"}}").into_bytes(),
+        ),
+    ];
+    for (what, ct, attack, harmless) in &cases {
+        twin_served_attack_refused(
+            &be,
+            what,
+            || post_raw(&gw, "", ct, harmless),
+            || post_raw(&gw, "", ct, attack),
         );
     }
 }

@@ -25,7 +25,7 @@ use binary::{whole_body, whole_text};
 use form::form_items;
 use form::json_cookie_items;
 use json::json_items;
-use multipart::{boundary_of, multipart_items};
+use multipart::{boundaries, multipart_items};
 use xml::xml_items;
 
 /// The request line and headers, as the WAF sees them (no Pingora types).
@@ -222,8 +222,15 @@ pub fn body_kind(content_type: Option<&str>) -> BodyKind {
         .to_ascii_lowercase();
     match mime.as_str() {
         "application/x-www-form-urlencoded" => BodyKind::Form,
-        "multipart/form-data" | "multipart/mixed" => BodyKind::Multipart,
-        "application/json" | "text/json" => BodyKind::Json,
+        // Rack reads `multipart/related` and `multipart/mixed` as form data, and Tomcat's
+        // `getParts` any `multipart/*`.
+        m if m.starts_with("multipart/") => BodyKind::Multipart,
+        // Rails registers `text/x-json` and `application/jsonrequest` as JSON too.
+        "application/json"
+        | "text/json"
+        | "text/x-json"
+        | "application/x-json"
+        | "application/jsonrequest" => BodyKind::Json,
         "application/xml" | "text/xml" | "application/soap+xml" => BodyKind::Xml,
         m if m.ends_with("+json") => BodyKind::Json,
         m if m.ends_with("+xml") => BodyKind::Xml,
@@ -253,10 +260,16 @@ pub fn body_items<'a>(
             Ok(true)
         }
         BodyKind::Multipart => {
-            let ok = match content_type.and_then(boundary_of) {
-                Some(b) => multipart_items(body, &b, limits, out)?,
-                None => false,
-            };
+            // The first reading of the boundary decides whether the body is well formed; the
+            // parts other parsers would find with theirs are inspected too.
+            let readings = content_type.map(boundaries).unwrap_or_default();
+            let mut ok = false;
+            for (i, boundary) in readings.iter().enumerate() {
+                let parsed = multipart_items(body, boundary, limits, out)?;
+                if i == 0 {
+                    ok = parsed;
+                }
+            }
             if !ok {
                 whole(out);
             }
@@ -288,8 +301,9 @@ pub fn body_items<'a>(
             Ok(ok)
         }
         BodyKind::Other => {
-            // Without a content type, clients (and attackers) often send form data.
-            if content_type.is_none() && body.contains('=') && !body.contains(char::is_whitespace) {
+            // Without a content type, clients (and attackers) often send form data, and Rack
+            // (Rails, Sinatra) reads such a body as a form whatever else it holds.
+            if content_type.is_none() && body.contains('=') {
                 // A guess: past the limit, the whole body is still inspected as `body`.
                 let _ = form_items(
                     body,

@@ -2,38 +2,94 @@
 
 use super::*;
 
-/// The boundary of a multipart content type. `None` when there is none, or when more than one
-/// parameter names a boundary (`boundary=a; boundary=b`, or `xboundary=a; boundary=b`, which
-/// PHP reads as `a` because it looks for the first `boundary` text): the body is then inspected
-/// whole, since which parts a backend sees cannot be known. A quoted boundary's quoted-pairs are
-/// unescaped (`"X\\B"` is `X\B`), as busboy reads them (RFC 9110 §5.6.4).
-pub(super) fn boundary_of(ct: &str) -> Option<Cow<'_, str>> {
-    let params = || ct.split(';').skip(1);
-    let naming = params()
+/// The boundary of a multipart content type, as each kind of backend parser reads it: first as
+/// busboy, Werkzeug and PHP do (trimmed; a quoted one with its quoted-pairs unescaped, RFC 9110
+/// §5.6.4: `"X\\B"` is `X\B`), then any other reading that differs: a quoted boundary kept as
+/// written (Rack, Go and Tomcat leave `"a\bc"` as `a\bc`), and Rack's, which takes everything
+/// after `=` (and an opening quote) up to `"`, `;` or `,`, leading spaces included. RFC 2231
+/// forms (`boundary*=utf-8''B`, `boundary*0=B; boundary*1=C`), which Go decodes, are decoded.
+///
+/// Empty when there is none, or when the parameters naming a boundary are not one boundary
+/// (`boundary=a; boundary=b`, or `xboundary=a; boundary=b`, which PHP reads as `a` because it
+/// looks for the first `boundary` text): the body is then inspected whole, since which parts a
+/// backend sees cannot be known.
+pub(super) fn boundaries(ct: &str) -> Vec<String> {
+    let naming: Vec<(&str, &str)> = ct
+        .split(';')
+        .skip(1)
         .filter(|p| p.to_ascii_lowercase().contains("boundary"))
-        .count();
-    if naming != 1 {
-        return None;
-    }
-    params().find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        if !k.trim().eq_ignore_ascii_case("boundary") {
-            return None;
+        .filter_map(|p| p.split_once('='))
+        .collect();
+    let key = |k: &str| k.trim().to_ascii_lowercase();
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |v: String| {
+        if !v.is_empty() && !out.contains(&v) {
+            out.push(v);
         }
-        let v = v.trim();
-        let v = match v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-            Some(quoted) if quoted.contains('\\') => {
-                let mut out = String::with_capacity(quoted.len());
-                let mut chars = quoted.chars();
-                while let Some(c) = chars.next() {
-                    out.push(if c == '\\' { chars.next()? } else { c });
+    };
+    match naming.as_slice() {
+        [(k, v)] if key(k) == "boundary" => {
+            let t = v.trim();
+            match t.strip_prefix('"').and_then(|q| q.strip_suffix('"')) {
+                Some(quoted) => {
+                    let mut unescaped = String::with_capacity(quoted.len());
+                    let mut chars = quoted.chars();
+                    while let Some(c) = chars.next() {
+                        match c {
+                            '\\' => unescaped.extend(chars.next()),
+                            c => unescaped.push(c),
+                        }
+                    }
+                    add(unescaped);
+                    add(quoted.to_string());
                 }
-                Cow::Owned(out)
+                None => add(t.trim_matches('"').to_string()),
             }
-            _ => Cow::Borrowed(v.trim_matches('"')),
-        };
-        (!v.is_empty()).then_some(v)
-    })
+            let rack = v.strip_prefix('"').unwrap_or(v);
+            add(rack[..rack.find(['"', ',']).unwrap_or(rack.len())].to_string());
+        }
+        [(k, v)] if key(k) == "boundary*" => add(rfc2231_value(v.trim(), true)),
+        pieces if pieces.iter().all(|(k, _)| key(k).starts_with("boundary*")) => {
+            // Continuations: `boundary*0`, `boundary*1*`, ... joined in order.
+            let mut numbered: Vec<(usize, bool, &str)> = Vec::new();
+            for (k, v) in pieces {
+                let k = key(k);
+                let rest = &k["boundary*".len()..];
+                let (n, extended) = match rest.strip_suffix('*') {
+                    Some(n) => (n, true),
+                    None => (rest, false),
+                };
+                let Ok(n) = n.parse::<usize>() else {
+                    return Vec::new();
+                };
+                numbered.push((n, extended, v.trim()));
+            }
+            numbered.sort_by_key(|(n, ..)| *n);
+            let joined: String = numbered
+                .iter()
+                .map(|&(n, extended, v)| {
+                    if extended {
+                        rfc2231_value(v, n == 0)
+                    } else {
+                        v.trim_matches('"').to_string()
+                    }
+                })
+                .collect();
+            add(joined);
+        }
+        _ => {}
+    }
+    out
+}
+
+/// An RFC 2231 extended value: `charset'language'%-encoded` (the first piece) or `%-encoded`.
+fn rfc2231_value(v: &str, first: bool) -> String {
+    let encoded = if first {
+        v.splitn(3, '\'').nth(2).unwrap_or(v)
+    } else {
+        v
+    };
+    crate::waf::transform::percent_decode_once(encoded).unwrap_or_else(|| encoded.to_string())
 }
 
 /// How a parser finds delimiter lines.
@@ -159,20 +215,57 @@ fn read_parts<'a>(
         // by a non-empty one (`filename=""; filename="a.txt"`: busboy keeps the first).
         let mut filenames: Vec<&str> = Vec::new();
         let (mut dispositions, mut file_dispositions) = (0, 0);
+        // A head that is not written as clients write one: parsers disagree on it, and the
+        // content is inspected as a field's even when the part names a file (see `irregular`).
+        let mut odd = false;
+        // The header being read, and its value with continuation lines joined (Go, Tomcat and
+        // Python's `email` unfold them; the joined value is inspected too).
+        let mut current: Option<(&str, &str)> = None;
+        let mut unfolded: Option<String> = None;
+        let flush = |current: Option<(&'a str, &'a str)>,
+                     unfolded: &mut Option<String>,
+                     out: &mut Vec<Item<'a>>| {
+            if let (Some((h, _)), Some(v)) = (current, unfolded.take()) {
+                out.push(Item {
+                    kind: TargetKind::MultipartHeaders,
+                    name: Cow::Borrowed(h),
+                    value: Cow::Owned(v),
+                });
+            }
+        };
         for line in head.lines() {
+            if line.starts_with([' ', '\t']) {
+                odd = true;
+                if let Some((_, v)) = current {
+                    let joined = unfolded.get_or_insert_with(|| v.to_string());
+                    if !joined.is_empty() {
+                        joined.push(' ');
+                    }
+                    joined.push_str(line.trim());
+                }
+                continue;
+            }
+            flush(current.take(), &mut unfolded, out);
             let Some((h, v)) = line.split_once(':') else {
+                odd = true;
                 continue;
             };
+            odd |= irregular_name(h);
+            // Java's `trim` removes every control character, so Tomcat reads
+            // `Content-Disposition\x01` as `Content-Disposition`.
+            let h = h.trim_matches(|c: char| c <= ' ');
+            current = Some((h, v.trim()));
             out.push(Item {
                 kind: TargetKind::MultipartHeaders,
-                name: Cow::Borrowed(h.trim()),
+                name: Cow::Borrowed(h),
                 value: Cow::Borrowed(v.trim()),
             });
-            if h.trim().eq_ignore_ascii_case("content-disposition") {
+            if h.eq_ignore_ascii_case("content-disposition") {
                 dispositions += 1;
                 let mut names_file: Option<bool> = None;
                 for param in split_params(v).into_iter().skip(1) {
                     if let Some((k, val)) = param.split_once('=') {
+                        odd |= irregular_param(k, val);
                         let val = val.trim();
                         let val = val
                             .strip_prefix('"')
@@ -192,7 +285,8 @@ fn read_parts<'a>(
                 file_dispositions += usize::from(names_file == Some(true));
             }
         }
-        let is_file = dispositions > 0 && file_dispositions == dispositions;
+        flush(current.take(), &mut unfolded, out);
+        let is_file = dispositions > 0 && file_dispositions == dispositions && !odd;
         if names.is_empty() {
             names.push("");
         }
@@ -219,6 +313,27 @@ fn read_parts<'a>(
         }
     }
     Ok(seen > 0 && !after_close)
+}
+
+/// Whether a part's header name is not a plain token (`Content-Disposition\x01`,
+/// `Content-Disposition `): parsers trim such names differently (Java's `trim` drops control
+/// characters, Go refuses the line, others keep it), so which header the line is depends on the
+/// parser.
+fn irregular_name(h: &str) -> bool {
+    h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Whether a Content-Disposition parameter is written as no client writes one, so that parsers
+/// read it differently: space around `=` (Rack takes no file name from `filename ="a.txt"`), a
+/// quote in the parameter's name (Tomcat honours quotes only in values, so `a"b=1; c="` hides
+/// what follows from one parser and not the other), or an RFC 2231 `filename*` (Go lets an
+/// empty one override `filename`, making the part a field).
+fn irregular_param(k: &str, val: &str) -> bool {
+    let k = k.trim_start();
+    k.ends_with(|c: char| c.is_whitespace())
+        || val.starts_with(|c: char| c.is_whitespace())
+        || k.contains('"')
+        || k.to_ascii_lowercase().starts_with("filename*")
 }
 
 /// Splits header parameters at `;` outside double quotes (`name="a;b"` stays whole).
@@ -376,33 +491,100 @@ mod tests {
     }
 
     #[test]
-    fn boundaries_of_any_length_but_only_one() {
+    fn boundaries_of_any_length_but_only_one_and_each_reading_of_it() {
         let long = "b".repeat(300);
         assert_eq!(
-            boundary_of(&format!("multipart/form-data; boundary=\"{long}\"")).as_deref(),
-            Some(long.as_str())
+            boundaries(&format!("multipart/form-data; boundary=\"{long}\"")),
+            [long.as_str()]
         );
         assert_eq!(
-            boundary_of("multipart/form-data; charset=utf-8; BOUNDARY=x").as_deref(),
-            Some("x")
+            boundaries("multipart/form-data; charset=utf-8; BOUNDARY=x"),
+            ["x"]
         );
-        // Quoted-pairs, as busboy reads them.
+        // Quoted-pairs as busboy reads them, then the text as Rack, Go and Tomcat keep it.
         assert_eq!(
-            boundary_of(r#"multipart/form-data; boundary="X\\B\"""#).as_deref(),
-            Some(r#"X\B""#)
+            boundaries(r#"multipart/form-data; boundary="X\\B\"""#),
+            [r#"X\B""#, r#"X\\B\""#, r"X\\B\"]
         );
         assert_eq!(
-            boundary_of(r"multipart/form-data; boundary=X\\B").as_deref(),
-            Some(r"X\\B")
+            boundaries(r#"multipart/form-data; boundary="a\bc""#),
+            ["abc", r"a\bc"]
+        );
+        assert_eq!(boundaries(r"multipart/form-data; boundary=X\\B"), [r"X\\B"]);
+        // Rack keeps a leading space and stops at a comma.
+        assert_eq!(
+            boundaries("multipart/form-data; boundary= abc"),
+            ["abc", " abc"]
+        );
+        assert_eq!(
+            boundaries("multipart/form-data; boundary=abc,x"),
+            ["abc,x", "abc"]
+        );
+        // RFC 2231, as Go decodes it.
+        assert_eq!(boundaries("multipart/form-data; boundary*0=B"), ["B"]);
+        assert_eq!(
+            boundaries("multipart/form-data; boundary*1=C; boundary*0*=utf-8''%41B"),
+            ["ABC"]
+        );
+        assert_eq!(
+            boundaries("multipart/form-data; boundary*=utf-8''X%2DY"),
+            ["X-Y"]
         );
         for ct in [
             "multipart/form-data",
             "multipart/form-data; boundary=",
             "multipart/form-data; boundary=a; boundary=b",
             "multipart/form-data; xboundary=a; boundary=b",
+            "multipart/form-data; boundary=a; boundary*=utf-8''b",
+            "multipart/form-data; boundary*x=a",
         ] {
-            assert_eq!(boundary_of(ct), None, "{ct}");
+            assert!(boundaries(ct).is_empty(), "{ct}");
         }
+    }
+
+    #[test]
+    fn the_content_of_a_file_part_with_an_irregular_head_is_inspected() {
+        for head in [
+            // Rack: no file name when space surrounds `=`.
+            "Content-Disposition: form-data; name=\"q\"; filename =\"a.txt\"",
+            "Content-Disposition: form-data; name=\"q\"; filename= \"a.txt\"",
+            // Go: an empty `filename*` overrides `filename`.
+            "Content-Disposition: form-data; name=\"q\"; filename=\"a.txt\"; filename*=UTF-8''",
+            // Tomcat: quotes only in values; a control character trimmed from a name.
+            "Content-Disposition: form-data; name=\"q\"; a\"b=1; c=\"; filename=\"a.txt\"; d=\"",
+            "Content-Disposition\x01: form-data; name=\"q\"\r\nContent-Disposition: form-data; name=\"q\"; filename=\"a.txt\"",
+            // A folded line, and a line that is no header.
+            "Content-Disposition: form-data; name=\"q\";\r\n filename=\"a.txt\"",
+            "Content-Disposition: form-data; name=\"q\"; filename=\"a.txt\"\r\nnot a header",
+        ] {
+            let (_, l) = labels(&format!("--XB\r\n{head}\r\n\r\nv\r\n--XB--\r\n"));
+            assert!(l.contains(&"body_args:q=v".to_string()), "{head}: {l:?}");
+        }
+        // As clients write it, a file's content is not a field.
+        let (_, l) = labels(
+            "--XB\r\nContent-Disposition: form-data; name=\"q\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nv\r\n--XB--\r\n",
+        );
+        assert!(!l.contains(&"body_args:q=v".to_string()), "{l:?}");
+    }
+
+    #[test]
+    fn folded_part_headers_are_also_read_unfolded() {
+        let mut out = Vec::new();
+        multipart_items(
+            "--XB\r\nContent-Disposition: form-data; name=\"q\"\r\nContent-Transfer-Encoding:\r\n quoted-printable\r\n\r\n=27\r\n--XB--\r\n",
+            "XB",
+            &ParseLimits::default(),
+            &mut out,
+        )
+        .unwrap();
+        let cte: Vec<&str> = out
+            .iter()
+            .filter(|i| {
+                i.kind == TargetKind::MultipartHeaders && i.name == "Content-Transfer-Encoding"
+            })
+            .map(|i| &*i.value)
+            .collect();
+        assert_eq!(cte, ["", "quoted-printable"]);
     }
 
     #[test]
