@@ -28,10 +28,14 @@ pub const HEADERS: [&str; 3] = [
 /// The query, form or JSON field that names the method a request stands for.
 pub const FIELD: &str = "_method";
 
-/// The methods a request may be taken for: the method it was sent with, then each other one
-/// its override headers or its `_method` query arguments name.
+/// The methods a request may be taken for: the method it was sent with, then, for a `POST`
+/// (every framework above honours overrides only there), each other one its override headers
+/// or its `_method` query arguments name.
 pub fn request_methods(method: &Method, headers: &HeaderMap, query: Option<&str>) -> Vec<Method> {
     let mut out = vec![method.clone()];
+    if method != Method::POST {
+        return out;
+    }
     for name in HEADERS {
         for value in headers.get_all(name) {
             add_named(&mut out, &String::from_utf8_lossy(value.as_bytes()));
@@ -48,7 +52,14 @@ pub fn request_methods(method: &Method, headers: &HeaderMap, query: Option<&str>
 /// The methods a buffered body names in `_method` (a form or multipart field, or a JSON
 /// object's top-level key), not already in `known`.
 pub fn body_methods(content_type: Option<&str>, body: &str, known: &[Method]) -> Vec<Method> {
-    if !may_name_methods(content_type) {
+    // However the name is written (`%5Fmethod`, `\u005fmethod` in JSON, `name*=` in a part), the
+    // body holds `method`, `%` or `\`.
+    let may_hold = body.contains(['%', '\\'])
+        || body
+            .as_bytes()
+            .windows(6)
+            .any(|w| w.eq_ignore_ascii_case(b"method"));
+    if !may_name_methods(content_type) || !may_hold {
         return Vec::new();
     }
     let mut items = Vec::new();
@@ -65,17 +76,24 @@ pub fn body_methods(content_type: Option<&str>, body: &str, known: &[Method]) ->
 /// Whether a body of `content_type` is one that can carry a `_method` field: a form, multipart
 /// or JSON body, or one without a content type, which Rack reads as a form.
 pub fn may_name_methods(content_type: Option<&str>) -> bool {
-    content_type.is_none()
+    content_type.is_none_or(|c| c.trim().is_empty())
         || matches!(
             crate::waf::parse::body_kind(content_type),
             BodyKind::Form | BodyKind::Multipart | BodyKind::Json
         )
 }
 
-/// Whether an argument name is [`FIELD`] as Rack and `qs` read names: brackets around it are
-/// dropped (`[_method]`, `_method]`).
+/// Whether an argument name is [`FIELD`] as Rack, `qs` and PHP read names: Rack and `qs` drop
+/// brackets around it (`[_method]`, `_method]`), PHP leading spaces, and PHP reads `.` and
+/// space as `_` (`.method` is `_method` to Laravel and Symfony).
 fn names_field(name: &str) -> bool {
-    name.trim_start_matches(['[', ']']).trim_end_matches(']') == FIELD
+    let name = name.trim_start_matches(' ');
+    let bare = name.trim_start_matches(['[', ']']).trim_end_matches(']');
+    bare.len() == FIELD.len()
+        && bare
+            .chars()
+            .map(|c| if matches!(c, '.' | ' ') { '_' } else { c })
+            .eq(FIELD.chars())
 }
 
 /// The values of the query arguments named [`FIELD`], decoded.
@@ -172,6 +190,24 @@ mod tests {
         assert_eq!(
             request_methods(&post, &HeaderMap::new(), Some("_method=opt%C4%B1ons")),
             vec![Method::POST, Method::OPTIONS]
+        );
+        // PHP reads `.` in a name as `_` and drops leading spaces.
+        assert_eq!(
+            request_methods(
+                &post,
+                &HeaderMap::new(),
+                Some(".method=DELETE&%20_method=PUT")
+            ),
+            vec![Method::POST, Method::DELETE, Method::PUT]
+        );
+        // Only a POST stands for another method.
+        assert_eq!(
+            request_methods(
+                &Method::GET,
+                &headers(&[("x-http-method-override", "DELETE")]),
+                Some("_method=DELETE")
+            ),
+            vec![Method::GET]
         );
         // Only the exact name counts.
         assert_eq!(

@@ -119,8 +119,21 @@ impl RouteTable {
     /// The route for `host` (already lower-cased, without port) and normalised `path`.
     ///
     /// The longest matching prefix wins; between equal prefixes an exact host beats a wildcard,
-    /// which beats a route for any host.
+    /// which beats a route for any host. When the path without its format extension
+    /// ([`without_format`]) is another route's and that route requires an API key where this
+    /// one does not, that route is chosen: `/admin.json` is Rails' `/admin` action.
     pub fn select(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
+        let chosen = self.select_exact(host, path);
+        let Some(stripped) = without_format(path) else {
+            return chosen;
+        };
+        match self.select_exact(host, stripped) {
+            Some(r) if r.auth && !chosen.is_some_and(|c| c.auth) => Some(r),
+            _ => chosen,
+        }
+    }
+
+    fn select_exact(&self, host: &str, path: &str) -> Option<&Arc<Route>> {
         let mut best: Option<(&Arc<Route>, u8)> = None;
         for r in &self.routes {
             if let Some((b, _)) = best {
@@ -216,10 +229,6 @@ pub fn normalize_path(path: &str) -> Option<String> {
 /// case. Routes, API-key scopes and rate-limit scopes all match this way: Express, ASP.NET Core
 /// and IIS route `/Admin/x` to the handler of `/admin/x`, so a policy on `/admin` must hold for
 /// `/Admin` too, and for a backend that tells the two apart it costs nothing.
-///
-/// A last segment with a format extension counts as the segment (`/admin.json` is under
-/// `/admin`): Rails gives every route an optional `(.:format)`, so `/users/sign_in.json` is the
-/// sign-in action, and Spring's suffix pattern matching reads paths the same way.
 pub fn under_prefix(path: &str, prefix: &str) -> bool {
     if prefix == "/" {
         return true;
@@ -227,9 +236,20 @@ pub fn under_prefix(path: &str, prefix: &str) -> bool {
     let (p, pre) = (path.as_bytes(), prefix.as_bytes());
     p.len() >= pre.len()
         && p[..pre.len()].eq_ignore_ascii_case(pre)
-        && (p.len() == pre.len()
-            || p[pre.len()] == b'/'
-            || (p[pre.len()] == b'.' && !p[pre.len()..].contains(&b'/')))
+        && (p.len() == pre.len() || p[pre.len()] == b'/')
+}
+
+/// `path` without the format extension of its last segment (`/admin.json` and `/admin.json/`
+/// are `/admin`), when it has one: Rails gives every route an optional `(.:format)`, so
+/// `/users/sign_in.json` is the sign-in action. A static file server reads `/admin.json` as
+/// another file, so this reading only ever adds a policy: a route that requires a key, a
+/// rate limit that counts ([`RouteTable::select`], `ratelimit::Scope`).
+pub fn without_format(path: &str) -> Option<&str> {
+    let trimmed = path.strip_suffix('/').unwrap_or(path);
+    let last = trimmed.rfind('/')?;
+    let dot = trimmed[last..].find('.')? + last;
+    // A leading dot (`/.well-known`, `/.env`) names a file, not a format.
+    (dot > last + 1).then(|| &trimmed[..dot])
 }
 
 /// The path routes, API-key scopes and rate-limit scopes are matched on: a path from
@@ -400,6 +420,21 @@ mod tests {
     }
 
     #[test]
+    fn a_format_extension_is_read_off_the_last_segment() {
+        assert_eq!(without_format("/admin.json"), Some("/admin"));
+        assert_eq!(without_format("/admin.json/"), Some("/admin"));
+        assert_eq!(
+            without_format("/users/sign_in.JSON"),
+            Some("/users/sign_in")
+        );
+        assert_eq!(without_format("/a.b/c.tar.gz"), Some("/a.b/c"));
+        assert_eq!(without_format("/a.b/c"), None);
+        assert_eq!(without_format("/.well-known"), None);
+        assert_eq!(without_format("/"), None);
+        assert_eq!(without_format("*"), None);
+    }
+
+    #[test]
     fn prefixes_match_whole_segments_in_any_case() {
         assert!(under_prefix("/admin", "/admin"));
         assert!(under_prefix("/admin/x", "/admin"));
@@ -409,11 +444,7 @@ mod tests {
         assert!(!under_prefix("/administrator", "/admin"));
         assert!(!under_prefix("/adm", "/admin"));
         assert!(!under_prefix("/api/admin", "/admin"));
-        // A format extension on the last segment (Rails, Spring).
-        assert!(under_prefix("/admin.json", "/admin"));
-        assert!(under_prefix("/Users/Sign_In.JSON", "/users/sign_in"));
-        assert!(!under_prefix("/admin.d/x", "/admin"));
-        assert!(!under_prefix("/adminx.json", "/admin"));
+        assert!(!under_prefix("/admin.json", "/admin"));
         // Not ASCII: only ASCII letters fold, so a multi-byte prefix compares byte for byte.
         assert!(under_prefix("/caf\u{e9}/x", "/caf\u{e9}"));
         assert!(!under_prefix("/caf\u{c9}/x", "/caf\u{e9}"));

@@ -1341,6 +1341,36 @@ async fn ruby_go_and_java_readings_of_bodies_do_not_hide_attacks() {
             ),
         ),
         (
+            "an escaped quote outside quotes (Tomcat)",
+            mp("boundary=B"),
+            part(&named_file("x=\\\"; y=\"; filename=\"a.txt\""), sqli),
+            part(&named_file("x=\\\"; y=\"; filename=\"a.txt\""), "alice"),
+        ),
+        (
+            "single quotes around a file name (Jetty)",
+            mp("boundary=B"),
+            part(&named_file("x='; filename=\"a.txt\"; y='"), sqli),
+            part(&named_file("x='; filename=\"a.txt\"; y='"), "alice"),
+        ),
+        (
+            "a header line after a bare CR (Jetty's legacy parser)",
+            mp("boundary=B"),
+            part(
+                &format!("{field}\rContent-Transfer-Encoding: quoted-printable"),
+                &qp(sqli),
+            ),
+            part(field, "alice"),
+        ),
+        (
+            "an indented Content-Transfer-Encoding (Jetty's legacy parser trims it)",
+            mp("boundary=B"),
+            part(
+                &format!("{field}\r\n Content-Transfer-Encoding: quoted-printable"),
+                &qp(sqli),
+            ),
+            part(field, "alice"),
+        ),
+        (
             "a folded Content-Transfer-Encoding (Go unfolds and decodes)",
             mp("boundary=B"),
             part(

@@ -77,10 +77,12 @@ impl Scope {
         (self.routes.is_empty() || self.routes.iter().any(|r| r == route))
             && (self.methods.is_empty() || methods.iter().any(|m| self.methods.contains(m)))
             && (self.path_prefixes.is_empty()
-                || self
-                    .path_prefixes
-                    .iter()
-                    .any(|p| crate::route::under_prefix(path, p)))
+                || self.path_prefixes.iter().any(|p| {
+                    // Counting `/login.json` against `/login` only ever counts more.
+                    crate::route::under_prefix(path, p)
+                        || crate::route::without_format(path)
+                            .is_some_and(|stripped| crate::route::under_prefix(stripped, p))
+                }))
     }
 }
 

@@ -46,19 +46,31 @@ impl Stage for ApiKeyStage {
             return Verdict::Respond(Refusal::Auth(AuthFailure::Missing));
         };
         let source = source.clone();
-        let methods =
-            crate::method::request_methods(&req.method, &req.headers, ctx.raw_query.as_deref());
-        match self.keys.store.verify(
-            secret,
-            &route.name,
-            &ctx.match_path,
-            &methods,
-            SystemTime::now(),
-        ) {
-            Ok(entry) => {
-                if entry.restricts_methods() {
-                    ctx.key_methods = Some(methods);
+        let store = &self.keys.store;
+        let now = SystemTime::now();
+        let sent = std::slice::from_ref(&req.method);
+        let verified = store
+            .verify(secret, &route.name, &ctx.match_path, sent, now)
+            .and_then(|entry| {
+                if !entry.restricts_methods() {
+                    return Ok(entry);
                 }
+                // The key's scopes name methods: every method the request names must be in them.
+                let methods = crate::method::request_methods(
+                    &req.method,
+                    &req.headers,
+                    ctx.raw_query.as_deref(),
+                );
+                let entry = if methods.len() > 1 {
+                    store.verify(secret, &route.name, &ctx.match_path, &methods, now)?
+                } else {
+                    entry
+                };
+                ctx.key_methods = Some(methods);
+                Ok(entry)
+            });
+        match verified {
+            Ok(entry) => {
                 ctx.key_id = Some(entry.id.clone());
                 ctx.key_tier = entry.tier.clone();
                 ctx.key_source = Some(source);
@@ -95,6 +107,9 @@ impl Stage for BodyMethodStage {
         let (Some(_), Some(route)) = (&ctx.key_methods, ctx.route.clone()) else {
             return Verdict::Continue;
         };
+        if session.req_header().method != http::Method::POST {
+            return Verdict::Continue;
+        }
         if ctx.held_body.is_none() && ctx.waf.is_none() {
             // The WAF is off for the route: read a body that may name a method here.
             let content_type = session
@@ -142,11 +157,9 @@ impl Stage for BodyMethodStage {
         };
         let content_type = header(http::header::CONTENT_TYPE);
         let encoding = header(http::header::CONTENT_ENCODING);
-        // The WAF decoded this body within the route's limit already; it cannot fail here
-        // unless it failed there, where the route's policy answered.
-        let Ok(decoded) = decode_body(encoding.as_deref(), raw, route.waf.body_limit) else {
-            return Verdict::Continue;
-        };
+        // A coding that does not decode is read as sent, as Rack (which decodes none) reads it.
+        let decoded = decode_body(encoding.as_deref(), raw, route.waf.body_limit)
+            .unwrap_or(std::borrow::Cow::Borrowed(raw));
         let text = body_text(content_type.as_deref(), &decoded);
         let named = crate::method::body_methods(content_type.as_deref(), &text, known);
         if named.is_empty() {

@@ -195,6 +195,7 @@ impl WafStage {
             .map(|v| String::from_utf8_lossy(v.as_bytes()));
         let body = body_text(content_type.as_deref(), &decoded);
         let parsed = self.waf.inspect_body(
+            session.req_header().method.as_str(),
             content_type.as_deref(),
             &body,
             policy,

@@ -103,6 +103,7 @@ impl Waf {
     /// found up to there is inspected and the entry is returned.
     pub fn inspect_body(
         &self,
+        method: &str,
         content_type: Option<&str>,
         body: &str,
         policy: &WafPolicy,
@@ -115,7 +116,8 @@ impl Waf {
             return Ok(());
         }
         let mut items = Vec::with_capacity(16);
-        let parsed = parse::body_items(content_type, body, &self.limits, &mut items);
+        let parsed =
+            parse::request_body_items(method, content_type, body, &self.limits, &mut items);
         m.inspect(&self.rules, &items, &|r, i| policy.excluded(r, i), out);
         parsed.map(|_| ())
     }
@@ -128,7 +130,7 @@ impl Waf {
         self.inspect_head(&view, policy, &mut out);
         if let Some(b) = &s.body {
             // Past a limit, what was found up to it is what counts here.
-            let _ = self.inspect_body(s.content_type(), b, policy, &mut out);
+            let _ = self.inspect_body(&s.method, s.content_type(), b, policy, &mut out);
         }
         out
     }

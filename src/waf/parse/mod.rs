@@ -214,8 +214,9 @@ pub fn body_kind(content_type: Option<&str>) -> BodyKind {
     let Some(ct) = content_type else {
         return BodyKind::Other;
     };
+    // Rack ends the media type at `,` as well as `;`.
     let mime = ct
-        .split(';')
+        .split([';', ','])
         .next()
         .unwrap_or("")
         .trim()
@@ -238,15 +239,31 @@ pub fn body_kind(content_type: Option<&str>) -> BodyKind {
     }
 }
 
-/// Items of a (buffered) body. `Ok(false)` when the body did not parse as its content type
-/// said (it is then inspected whole, as text); `Err` when it goes past a limit, with the items
-/// found up to there. A body of any other type is inspected whole, as text or as binary data.
+/// Items of a (buffered) body of a `POST`. `Ok(false)` when the body did not parse as its
+/// content type said (it is then inspected whole, as text); `Err` when it goes past a limit, with
+/// the items found up to there. A body of any other type is inspected whole, as text or as
+/// binary data.
 pub fn body_items<'a>(
     content_type: Option<&'a str>,
     body: &'a str,
     limits: &ParseLimits,
     out: &mut Vec<Item<'a>>,
 ) -> Result<bool, Exceeded> {
+    request_body_items("POST", content_type, body, limits, out)
+}
+
+/// [`body_items`] of a request of `method`. A body without a content type (or with an empty
+/// one) is also read as a form when it holds a `=` and either the request is a `POST`, which
+/// Rack (Rails, Sinatra) reads as a form whatever else the body holds, or it has no whitespace
+/// (`curl -d` style data; an uploaded text file has some).
+pub fn request_body_items<'a>(
+    method: &str,
+    content_type: Option<&'a str>,
+    body: &'a str,
+    limits: &ParseLimits,
+    out: &mut Vec<Item<'a>>,
+) -> Result<bool, Exceeded> {
+    let content_type = content_type.filter(|c| !c.trim().is_empty());
     let whole = |out: &mut Vec<Item<'a>>| whole_text(body, out);
     match body_kind(content_type) {
         BodyKind::Form => {
@@ -301,9 +318,9 @@ pub fn body_items<'a>(
             Ok(ok)
         }
         BodyKind::Other => {
-            // Without a content type, clients (and attackers) often send form data, and Rack
-            // (Rails, Sinatra) reads such a body as a form whatever else it holds.
-            if content_type.is_none() && body.contains('=') {
+            let form_like =
+                method.eq_ignore_ascii_case("POST") || !body.contains(char::is_whitespace);
+            if content_type.is_none() && body.contains('=') && form_like {
                 // A guess: past the limit, the whole body is still inspected as `body`.
                 let _ = form_items(
                     body,

@@ -14,6 +14,14 @@ use super::*;
 /// looks for the first `boundary` text): the body is then inspected whole, since which parts a
 /// backend sees cannot be known.
 pub(super) fn boundaries(ct: &str) -> Vec<String> {
+    // `multipart/form-data,boundary=x; boundary=y`: PHP finds the first text `boundary`.
+    if ct
+        .split(';')
+        .next()
+        .is_some_and(|t| t.to_ascii_lowercase().contains("boundary"))
+    {
+        return Vec::new();
+    }
     let naming: Vec<(&str, &str)> = ct
         .split(';')
         .skip(1)
@@ -65,8 +73,15 @@ pub(super) fn boundaries(ct: &str) -> Vec<String> {
                 numbered.push((n, extended, v.trim()));
             }
             numbered.sort_by_key(|(n, ..)| *n);
+            // Go joins the pieces from 0 up to the first one missing, and refuses repeats.
+            if numbered.windows(2).any(|w| w[0].0 == w[1].0) {
+                return Vec::new();
+            }
             let joined: String = numbered
                 .iter()
+                .enumerate()
+                .take_while(|(i, (n, ..))| i == n)
+                .map(|(_, piece)| piece)
                 .map(|&(n, extended, v)| {
                     if extended {
                         rfc2231_value(v, n == 0)
@@ -233,10 +248,29 @@ fn read_parts<'a>(
                 });
             }
         };
-        for line in head.lines() {
+        // Jetty's legacy parser also ends a header line at a bare CR.
+        let bare_cr = head
+            .bytes()
+            .zip(head.bytes().skip(1).chain([b'\n']))
+            .any(|(a, b)| a == b'\r' && b != b'\n');
+        odd |= bare_cr;
+        for line in head.split(['\r', '\n']).filter(|l| !l.is_empty()) {
             if line.starts_with([' ', '\t']) {
                 odd = true;
-                if let Some((_, v)) = current {
+                // Jetty's legacy parser trims the line and reads it as a header of its own.
+                if let Some((h, v)) = line.split_once(':') {
+                    out.push(Item {
+                        kind: TargetKind::MultipartHeaders,
+                        name: Cow::Borrowed(h.trim()),
+                        value: Cow::Borrowed(v.trim()),
+                    });
+                }
+                if let Some((h, v)) = current {
+                    if h.eq_ignore_ascii_case("content-disposition") {
+                        // Go and Tomcat read the parameters of the unfolded line.
+                        let _ =
+                            read_params(split_params(line).into_iter(), &mut names, &mut filenames);
+                    }
                     let joined = unfolded.get_or_insert_with(|| v.to_string());
                     if !joined.is_empty() {
                         joined.push(' ');
@@ -262,31 +296,16 @@ fn read_parts<'a>(
             });
             if h.eq_ignore_ascii_case("content-disposition") {
                 dispositions += 1;
-                let mut names_file: Option<bool> = None;
-                for param in split_params(v).into_iter().skip(1) {
-                    if let Some((k, val)) = param.split_once('=') {
-                        odd |= irregular_param(k, val);
-                        let val = val.trim();
-                        let val = val
-                            .strip_prefix('"')
-                            .and_then(|v| v.strip_suffix('"'))
-                            .unwrap_or(val);
-                        match k.trim().to_ascii_lowercase().as_str() {
-                            "name" if !names.contains(&val) => names.push(val),
-                            "filename" => {
-                                names_file = Some(names_file.unwrap_or(true) && !val.is_empty());
-                                filenames.push(val);
-                            }
-                            "filename*" => filenames.push(val),
-                            _ => {}
-                        }
-                    }
-                }
-                file_dispositions += usize::from(names_file == Some(true));
+                let params = split_params(v).into_iter().skip(1);
+                let read = read_params(params, &mut names, &mut filenames);
+                odd |= read.odd;
+                file_dispositions += usize::from(read.names_file == Some(true));
             }
         }
         flush(current.take(), &mut unfolded, out);
         let is_file = dispositions > 0 && file_dispositions == dispositions && !odd;
+        // For Jetty a head with a bare CR may end early, making what follows content.
+        let whole_part = bare_cr.then_some(part);
         if names.is_empty() {
             names.push("");
         }
@@ -310,6 +329,13 @@ fn read_parts<'a>(
                     value: Cow::Borrowed(content),
                 });
             }
+            if let Some(all) = whole_part {
+                out.push(Item {
+                    kind: TargetKind::BodyArgs,
+                    name: Cow::Borrowed(name),
+                    value: Cow::Borrowed(all),
+                });
+            }
         }
     }
     Ok(seen > 0 && !after_close)
@@ -323,17 +349,75 @@ fn irregular_name(h: &str) -> bool {
     h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
+/// What the parameters of a Content-Disposition line say.
+struct Params {
+    /// `Some(true)` when every `filename` is non-empty, `None` without one.
+    names_file: Option<bool>,
+    /// Written as no client writes them ([`irregular_param`]), or with a `filename*` that is
+    /// not the `filename` beside it.
+    odd: bool,
+}
+
+/// Reads Content-Disposition parameters (after `form-data`): names and file names are added to
+/// `names` and `filenames`.
+fn read_params<'a>(
+    params: impl Iterator<Item = &'a str>,
+    names: &mut Vec<&'a str>,
+    filenames: &mut Vec<&'a str>,
+) -> Params {
+    let mut read = Params {
+        names_file: None,
+        odd: false,
+    };
+    let (mut plain, mut starred): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    for param in params {
+        let Some((k, val)) = param.split_once('=') else {
+            continue;
+        };
+        read.odd |= irregular_param(k, val);
+        let val = val.trim();
+        let val = val
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(val);
+        match k.trim().to_ascii_lowercase().as_str() {
+            "name" if !names.contains(&val) => names.push(val),
+            "filename" => {
+                read.names_file = Some(read.names_file.unwrap_or(true) && !val.is_empty());
+                filenames.push(val);
+                plain.push(val);
+            }
+            "filename*" => {
+                filenames.push(val);
+                starred.push(val);
+            }
+            _ => {}
+        }
+    }
+    // .NET writes `filename="a.txt"; filename*=utf-8''a.txt`, the same name twice. Go lets
+    // `filename*` win, so an empty or different one changes what the part is.
+    read.odd |= starred.iter().any(|v| {
+        let decoded = rfc2231_value(v, true);
+        decoded.is_empty() || !plain.iter().any(|p| **p == *decoded)
+    });
+    read
+}
+
 /// Whether a Content-Disposition parameter is written as no client writes one, so that parsers
 /// read it differently: space around `=` (Rack takes no file name from `filename ="a.txt"`), a
 /// quote in the parameter's name (Tomcat honours quotes only in values, so `a"b=1; c="` hides
-/// what follows from one parser and not the other), or an RFC 2231 `filename*` (Go lets an
-/// empty one override `filename`, making the part a field).
+/// what follows from one parser and not the other), a value that opens with `'` (Jetty quotes
+/// with it), or a quote or backslash in a value that is not one quoted string (Tomcat reads
+/// `\"` outside quotes as an escaped quote).
 fn irregular_param(k: &str, val: &str) -> bool {
     let k = k.trim_start();
+    let v = val.trim_end();
+    let well_quoted = v.len() >= 2 && v.starts_with('"') && v.ends_with('"');
     k.ends_with(|c: char| c.is_whitespace())
         || val.starts_with(|c: char| c.is_whitespace())
-        || k.contains('"')
-        || k.to_ascii_lowercase().starts_with("filename*")
+        || k.contains(['"', '\\'])
+        || v.starts_with('\'')
+        || (!well_quoted && v.contains(['"', '\\']))
 }
 
 /// Splits header parameters at `;` outside double quotes (`name="a;b"` stays whole).
@@ -530,6 +614,11 @@ mod tests {
             boundaries("multipart/form-data; boundary*=utf-8''X%2DY"),
             ["X-Y"]
         );
+        // Go stops at the first missing piece.
+        assert_eq!(
+            boundaries("multipart/form-data; boundary*0=A; boundary*2=C"),
+            ["A"]
+        );
         for ct in [
             "multipart/form-data",
             "multipart/form-data; boundary=",
@@ -537,6 +626,8 @@ mod tests {
             "multipart/form-data; xboundary=a; boundary=b",
             "multipart/form-data; boundary=a; boundary*=utf-8''b",
             "multipart/form-data; boundary*x=a",
+            "multipart/form-data; boundary*0=a; boundary*0=b",
+            "multipart/form-data,boundary=x; boundary=y",
         ] {
             assert!(boundaries(ct).is_empty(), "{ct}");
         }
@@ -553,6 +644,9 @@ mod tests {
             // Tomcat: quotes only in values; a control character trimmed from a name.
             "Content-Disposition: form-data; name=\"q\"; a\"b=1; c=\"; filename=\"a.txt\"; d=\"",
             "Content-Disposition\x01: form-data; name=\"q\"\r\nContent-Disposition: form-data; name=\"q\"; filename=\"a.txt\"",
+            // Tomcat: `\"` outside quotes; Jetty: single quotes.
+            "Content-Disposition: form-data; name=\"q\"; x=\\\"; y=\"; filename=\"a.txt\"",
+            "Content-Disposition: form-data; name=\"q\"; x='; filename=\"a.txt\"; y='",
             // A folded line, and a line that is no header.
             "Content-Disposition: form-data; name=\"q\";\r\n filename=\"a.txt\"",
             "Content-Disposition: form-data; name=\"q\"; filename=\"a.txt\"\r\nnot a header",
@@ -560,11 +654,19 @@ mod tests {
             let (_, l) = labels(&format!("--XB\r\n{head}\r\n\r\nv\r\n--XB--\r\n"));
             assert!(l.contains(&"body_args:q=v".to_string()), "{head}: {l:?}");
         }
-        // As clients write it, a file's content is not a field.
+        // As clients write it, a file's content is not a field: .NET names the file twice.
+        for head in [
+            "Content-Disposition: form-data; name=\"q\"; filename=\"a.txt\"\r\nContent-Type: text/plain",
+            "Content-Disposition: form-data; name=q; filename=a.txt; filename*=utf-8''a.txt",
+        ] {
+            let (_, l) = labels(&format!("--XB\r\n{head}\r\n\r\nv\r\n--XB--\r\n"));
+            assert!(!l.contains(&"body_args:q=v".to_string()), "{head}: {l:?}");
+        }
+        // A name on a folded line is the name, as Go and Tomcat unfold it.
         let (_, l) = labels(
-            "--XB\r\nContent-Disposition: form-data; name=\"q\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nv\r\n--XB--\r\n",
+            "--XB\r\nContent-Disposition: form-data;\r\n name=\"_method\"\r\n\r\nDELETE\r\n--XB--\r\n",
         );
-        assert!(!l.contains(&"body_args:q=v".to_string()), "{l:?}");
+        assert!(l.contains(&"body_args:_method=DELETE".to_string()), "{l:?}");
     }
 
     #[test]
