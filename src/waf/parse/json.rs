@@ -401,6 +401,7 @@ mod tests {
             "{\"n\":-1E+400,\"q\":\"1'\\tUNION\"}",
             "{\"a\":NaN,\"b\":[Infinity,-Infinity],\"q\":\"1'\\tUNION\"}",
             "\u{feff}{\"q\":\"1'\\tUNION\"}",
+            "/*\u{1}\u{1}*/{\"q\": // Json.NET and Ruby skip comments\n\"1'\\tUNION\"}",
         ] {
             let mut out = Vec::new();
             let v = values(body, &mut out);

@@ -5,7 +5,9 @@
 /// `body` with what JavaScript's `JSON.parse` and Python's `json` accept and serde_json refuses
 /// written as strict JSON: a `\uD800`-`\uDFFF` escape that is not half of a pair (both take it,
 /// as U+FFFD here), a number too large for a double (`1e999`, infinity to both; `1e308` here),
-/// and Python's `NaN`, `Infinity` and `-Infinity` (`null` here). `None` when there is none.
+/// and Python's `NaN`, `Infinity` and `-Infinity` (`null` here); and with `//` and `/* */`
+/// comments as spaces, which Json.NET, Ruby's `json` (Rails), JSON5 and lenient Jackson skip.
+/// `None` when there is none of these.
 pub(super) fn as_strict_json(body: &str) -> Option<String> {
     let b = body.as_bytes();
     let hex4 = |at: usize| -> Option<u32> {
@@ -50,6 +52,16 @@ pub(super) fn as_strict_json(body: &str) -> Option<String> {
         }
         match b[i] {
             b'"' => in_string = true,
+            b'/' if matches!(b.get(i + 1), Some(b'/' | b'*')) => {
+                let end = if b[i + 1] == b'/' {
+                    body[i..].find('\n').map_or(b.len(), |n| i + n)
+                } else {
+                    body[i + 2..].find("*/").map_or(b.len(), |n| i + 2 + n + 2)
+                };
+                replace(i, end, " ", &mut out);
+                i = end;
+                continue;
+            }
             b'-' | b'0'..=b'9' | b'N' | b'I' => {
                 let end = b[i..]
                     .iter()
@@ -153,6 +165,10 @@ mod tests {
         ] {
             assert_eq!(as_strict_json(body), None, "{body}");
         }
+        assert_eq!(
+            as_strict_json("/* pad */{\"a\": 1, // note\n\"b\": \"x/*y*/\"}").as_deref(),
+            Some(" {\"a\": 1,  \n\"b\": \"x/*y*/\"}")
+        );
         assert_eq!(
             as_strict_json(r#"{"a":NaN,"b":"\ud800","n":1e999}"#).as_deref(),
             Some(r#"{"a":null,"b":"\ufffd","n":1e308}"#)

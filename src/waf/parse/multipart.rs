@@ -353,8 +353,8 @@ fn irregular_name(h: &str) -> bool {
 struct Params {
     /// `Some(true)` when every `filename` is non-empty, `None` without one.
     names_file: Option<bool>,
-    /// Written as no client writes them ([`irregular_param`]), or with a `filename*` that is
-    /// not the `filename` beside it.
+    /// Written as no client writes them ([`irregular_param`]), or with an empty `filename*`
+    /// beside a `filename`.
     odd: bool,
 }
 
@@ -369,7 +369,7 @@ fn read_params<'a>(
         names_file: None,
         odd: false,
     };
-    let (mut plain, mut starred): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    let (mut plain, mut starred) = (false, Vec::new());
     for param in params {
         let Some((k, val)) = param.split_once('=') else {
             continue;
@@ -385,7 +385,7 @@ fn read_params<'a>(
             "filename" => {
                 read.names_file = Some(read.names_file.unwrap_or(true) && !val.is_empty());
                 filenames.push(val);
-                plain.push(val);
+                plain = true;
             }
             "filename*" => {
                 filenames.push(val);
@@ -394,12 +394,10 @@ fn read_params<'a>(
             _ => {}
         }
     }
-    // .NET writes `filename="a.txt"; filename*=utf-8''a.txt`, the same name twice. Go lets
-    // `filename*` win, so an empty or different one changes what the part is.
-    read.odd |= starred.iter().any(|v| {
-        let decoded = rfc2231_value(v, true);
-        decoded.is_empty() || !plain.iter().any(|p| **p == *decoded)
-    });
+    // .NET writes `filename="a.txt"; filename*=utf-8''a.txt` (for other names than ASCII, an
+    // encoded word beside the %-encoded name); every parser takes that for a file. Go lets
+    // `filename*` win, so an empty one makes the part a field to Go alone.
+    read.odd |= plain && starred.iter().any(|v| rfc2231_value(v, true).is_empty());
     read
 }
 
@@ -658,6 +656,7 @@ mod tests {
         for head in [
             "Content-Disposition: form-data; name=\"q\"; filename=\"a.txt\"\r\nContent-Type: text/plain",
             "Content-Disposition: form-data; name=q; filename=a.txt; filename*=utf-8''a.txt",
+            "Content-Disposition: form-data; name=q; filename=\"=?utf-8?B?csOpc3Vtw6kudHh0?=\"; filename*=utf-8''r%C3%A9sum%C3%A9.txt",
         ] {
             let (_, l) = labels(&format!("--XB\r\n{head}\r\n\r\nv\r\n--XB--\r\n"));
             assert!(!l.contains(&"body_args:q=v".to_string()), "{head}: {l:?}");
