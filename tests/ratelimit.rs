@@ -178,6 +178,43 @@ async fn a_method_scoped_limit_counts_requests_that_name_the_method_as_an_overri
     assert_eq!(send("POST", "/items/1?_method=PUT", ""), "200");
 }
 
+/// A `_method` in a body the WAF read counts too, once: a request that names the method in a
+/// header and again in its body is counted one time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_scoped_limit_counts_a_method_named_in_the_body_once() {
+    let be = Backend::start("app");
+    let gw = TestGateway::start(&config(
+        be.addr,
+        "  policies:\n    - { name: deletes, rate: 2, per: 60s, key: [client_ip], scope: { methods: [DELETE] } }\nwaf: { rules: [builtin] }\n",
+    ));
+    let send = |headers: &str, body: &str| {
+        let req = format!(
+            "POST /items/1 HTTP/1.1\r\nHost: app\r\nX-Forwarded-For: 198.51.100.22\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let resp = raw_request(gw.addr(), req.as_bytes(), Duration::from_secs(5));
+        resp.split(' ').nth(1).unwrap_or("").to_string()
+    };
+    let form = "Content-Type: application/x-www-form-urlencoded\r\n";
+    // Not counted: no method of the scope.
+    assert_eq!(send(form, "_method=PUT&id=1"), "200");
+    assert_eq!(send(form, "_method=PUT&id=1"), "200");
+    assert_eq!(send(form, "_method=PUT&id=1"), "200");
+    let statuses = [
+        send(form, "_method=DELETE&id=1"),
+        send(
+            &format!("{form}X-HTTP-Method-Override: DELETE\r\n"),
+            "_method=delete&id=1",
+        ),
+        send(
+            "Content-Type: multipart/form-data; boundary=XB\r\n",
+            "--XB\r\nContent-Disposition: form-data; name=\"_method\"\r\n\r\nDELETE\r\n--XB--\r\n",
+        ),
+    ];
+    assert_eq!(statuses, ["200", "200", "429"]);
+    assert_eq!(be.count(), 5, "the refused request reached the backend");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadow_mode_counts_but_never_refuses() {
     let be = Backend::start("app");

@@ -54,6 +54,8 @@ pub struct RequestCtx {
     /// The methods the accepted key was checked for (the method sent and the overrides the
     /// request names), when its scopes name methods.
     pub key_methods: Option<Vec<http::Method>>,
+    /// The methods the held body names as overrides, once a stage has read them.
+    pub body_methods: Option<Vec<http::Method>>,
     /// The selected route.
     pub route: Option<Arc<Route>>,
     /// The answer the gateway gave instead of proxying, if any.
@@ -96,6 +98,7 @@ impl RequestCtx {
             key_tier: None,
             key_source: None,
             key_methods: None,
+            body_methods: None,
             route: None,
             refusal: None,
             backend: None,

@@ -142,29 +142,17 @@ impl Stage for BodyMethodStage {
                 }
             }
         }
-        let (Some(known), Some(raw)) = (&ctx.key_methods, &ctx.held_body) else {
+        let Some(known) = ctx.key_methods.clone() else {
             return Verdict::Continue;
         };
-        let req = session.req_header();
-        let header = |name| {
-            let values: Vec<_> = req
-                .headers
-                .get_all(name)
-                .iter()
-                .map(|v| String::from_utf8_lossy(v.as_bytes()))
-                .collect();
-            (!values.is_empty()).then(|| values.join(","))
-        };
-        let content_type = header(http::header::CONTENT_TYPE);
-        let encoding = header(http::header::CONTENT_ENCODING);
-        // A coding that does not decode is read as sent, as Rack (which decodes none) reads it.
-        let decoded = decode_body(encoding.as_deref(), raw, route.waf.body_limit)
-            .unwrap_or(std::borrow::Cow::Borrowed(raw));
-        let text = body_text(content_type.as_deref(), &decoded);
-        let named = crate::method::body_methods(content_type.as_deref(), &text, known);
+        let named: Vec<_> = body_named_methods(session, ctx)
+            .into_iter()
+            .filter(|m| !known.contains(m))
+            .collect();
         if named.is_empty() {
             return Verdict::Continue;
         }
+        let req = session.req_header();
         let methods: Vec<_> = known.iter().chain(&named).cloned().collect();
         let Some((secret, _)) = self.keys.find(req) else {
             return Verdict::Respond(Refusal::Auth(AuthFailure::Missing));
@@ -183,4 +171,34 @@ impl Stage for BodyMethodStage {
             Err(f) => Verdict::Respond(Refusal::Auth(f)),
         }
     }
+}
+
+/// The methods the held body names in `_method` (see [`crate::method::body_methods`]), read once
+/// per request and kept in the context for the stages that weigh them. None without a held body.
+pub(super) fn body_named_methods(session: &Session, ctx: &mut RequestCtx) -> Vec<http::Method> {
+    if let Some(named) = &ctx.body_methods {
+        return named.clone();
+    }
+    let (Some(raw), Some(route)) = (&ctx.held_body, &ctx.route) else {
+        return Vec::new();
+    };
+    let req = session.req_header();
+    let header = |name| {
+        let values: Vec<_> = req
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+            .collect();
+        (!values.is_empty()).then(|| values.join(","))
+    };
+    let content_type = header(http::header::CONTENT_TYPE);
+    let encoding = header(http::header::CONTENT_ENCODING);
+    // A coding that does not decode is read as sent, as Rack (which decodes none) reads it.
+    let decoded = decode_body(encoding.as_deref(), raw, route.waf.body_limit)
+        .unwrap_or(std::borrow::Cow::Borrowed(raw));
+    let text = body_text(content_type.as_deref(), &decoded);
+    let named = crate::method::body_methods(content_type.as_deref(), &text, &[]);
+    ctx.body_methods = Some(named.clone());
+    named
 }

@@ -45,7 +45,7 @@ pub struct Pipeline {
 impl Pipeline {
     /// The default order of stages: normalise first, then API keys, rate limits (which may be
     /// keyed by the API key), and the WAF (the most expensive); last, the methods a body the
-    /// WAF read names as overrides, against the key's scopes.
+    /// WAF read names as overrides, against the key's scopes and the rate limits.
     pub fn standard(
         waf: Option<std::sync::Arc<crate::waf::Waf>>,
         rate_limits: Option<std::sync::Arc<crate::ratelimit::RateLimits>>,
@@ -55,15 +55,18 @@ impl Pipeline {
         if let Some(k) = &api_keys {
             stages.push(Box::new(apikey::ApiKeyStage::new(k.clone())));
         }
-        if let Some(r) = rate_limits {
-            stages.push(Box::new(ratelimit::RateLimitStage::new(r)));
+        if let Some(r) = &rate_limits {
+            stages.push(Box::new(ratelimit::RateLimitStage::new(r.clone())));
         }
         if let Some(w) = waf {
             stages.push(Box::new(waf::WafStage::new(w)));
         }
+        // A `_method` in the body is known once the WAF has read it.
         if let Some(k) = api_keys {
-            // A `_method` in the body is known once the WAF has read it.
             stages.push(Box::new(apikey::BodyMethodStage::new(k)));
+        }
+        if let Some(r) = rate_limits {
+            stages.push(Box::new(ratelimit::BodyMethodLimitStage::new(r)));
         }
         Pipeline { stages }
     }

@@ -14,7 +14,7 @@ use crate::proxy::RequestCtx;
 use crate::ratelimit::headers::retry_after_secs;
 use crate::ratelimit::local::{check_all, Outcome};
 use crate::ratelimit::redis::{OnRedisError, RedisCheck};
-use crate::ratelimit::{KeyInputs, PolicyMode, PolicyState, RateLimits};
+use crate::ratelimit::{KeyInputs, Policy, PolicyMode, PolicyState, RateLimits};
 
 /// Enforces the rate-limit policies of a config.
 pub struct RateLimitStage {
@@ -28,6 +28,51 @@ impl RateLimitStage {
     }
 }
 
+/// A policy that counts a request, with the request's tier for it and its key digest.
+type Counted<'a> = (&'a Arc<Policy>, Option<&'a str>, [u8; 16]);
+
+impl RateLimitStage {
+    /// The policies that count a request taken for any of `methods`, leaving out those that
+    /// already counted it for `counted`.
+    fn counting<'a>(
+        &'a self,
+        session: &Session,
+        ctx: &RequestCtx,
+        tier: Option<&'a str>,
+        methods: &[http::Method],
+        counted: &[http::Method],
+    ) -> Vec<Counted<'a>> {
+        let route = ctx.route_label();
+        let req = session.req_header();
+        let inputs = KeyInputs {
+            client_ip: ctx.client_ip,
+            key_id: ctx.key_id.as_deref(),
+            tier,
+            route,
+            headers: &req.headers,
+        };
+        let path = ctx.match_path.as_str();
+        self.limits
+            .policies
+            .iter()
+            .filter(|p| p.spec.scope.applies(route, path, methods))
+            .filter(|p| counted.is_empty() || !p.spec.scope.applies(route, path, counted))
+            .filter_map(|p| {
+                let tier = p.tier(tier);
+                p.key(&inputs).map(|k| (p, tier, k))
+            })
+            .collect()
+    }
+
+    /// Whether some policy's scope names methods.
+    fn by_method(&self) -> bool {
+        self.limits
+            .policies
+            .iter()
+            .any(|p| !p.spec.scope.methods.is_empty())
+    }
+}
+
 #[async_trait]
 impl Stage for RateLimitStage {
     fn name(&self) -> &'static str {
@@ -35,38 +80,68 @@ impl Stage for RateLimitStage {
     }
 
     async fn on_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Verdict {
-        let route = ctx.route_label().to_string();
         let req = session.req_header();
-        let inputs = KeyInputs {
-            client_ip: ctx.client_ip,
-            key_id: ctx.key_id.as_deref(),
-            tier: ctx.key_tier.as_deref(),
-            route: &route,
-            headers: &req.headers,
-        };
-        let path = ctx.match_path.as_str();
         // A policy that names methods also counts a request that names one as an override.
-        let by_method = self
-            .limits
-            .policies
-            .iter()
-            .any(|p| !p.spec.scope.methods.is_empty());
-        let methods = if by_method {
+        let methods = if self.by_method() {
             crate::method::request_methods(&req.method, &req.headers, ctx.raw_query.as_deref())
         } else {
             vec![req.method.clone()]
         };
-        // (policy, tier, key digest) of every policy that counts this request.
-        let applicable: Vec<_> = self
-            .limits
-            .policies
-            .iter()
-            .filter(|p| p.spec.scope.applies(&route, path, &methods))
-            .filter_map(|p| {
-                let tier = p.tier(inputs.tier);
-                p.key(&inputs).map(|k| (p, tier, k))
-            })
-            .collect();
+        let tier = ctx.key_tier.clone();
+        let applicable = self.counting(session, ctx, tier.as_deref(), &methods, &[]);
+        self.enforce(ctx, &applicable).await
+    }
+}
+
+/// Counts, once the WAF has read the body, a `POST` whose body names a method in `_method`
+/// against the policies whose scopes name that method and did not count it already: Rails,
+/// Laravel, Symfony and Spring take a `POST` with `_method=DELETE` for a `DELETE`.
+pub struct BodyMethodLimitStage {
+    limits: RateLimitStage,
+}
+
+impl BodyMethodLimitStage {
+    /// A stage for `limits`.
+    pub fn new(limits: Arc<RateLimits>) -> BodyMethodLimitStage {
+        BodyMethodLimitStage {
+            limits: RateLimitStage::new(limits),
+        }
+    }
+}
+
+#[async_trait]
+impl Stage for BodyMethodLimitStage {
+    fn name(&self) -> &'static str {
+        "rate_limit_body_method"
+    }
+
+    async fn on_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Verdict {
+        let stage = &self.limits;
+        if session.req_header().method != http::Method::POST
+            || ctx.held_body.is_none()
+            || !stage.by_method()
+        {
+            return Verdict::Continue;
+        }
+        let named = super::apikey::body_named_methods(session, ctx);
+        if named.is_empty() {
+            return Verdict::Continue;
+        }
+        let req = session.req_header();
+        let counted =
+            crate::method::request_methods(&req.method, &req.headers, ctx.raw_query.as_deref());
+        let mut methods = counted.clone();
+        methods.extend(named.into_iter().filter(|m| !counted.contains(m)));
+        let tier = ctx.key_tier.clone();
+        let applicable = stage.counting(session, ctx, tier.as_deref(), &methods, &counted);
+        stage.enforce(ctx, &applicable).await
+    }
+}
+
+impl RateLimitStage {
+    /// Checks every policy of `applicable` and consumes only if every enforcing one admits the
+    /// request; records what each found.
+    async fn enforce(&self, ctx: &mut RequestCtx, applicable: &[Counted<'_>]) -> Verdict {
         if applicable.is_empty() {
             return Verdict::Continue;
         }
