@@ -1386,6 +1386,19 @@ async fn ruby_go_and_java_readings_of_bodies_do_not_hide_attacks() {
             binary_part("alice"),
         ),
         (
+            "XML split by comments in a form field (Java's DOM, Python's ElementTree)",
+            "application/x-www-form-urlencoded".to_string(),
+            format!(
+                "data={}",
+                "<r><q>' UNI<!---->ON SEL<!---->ECT password FROM users--</q></r>"
+                    .bytes()
+                    .map(|b| format!("%{b:02X}"))
+                    .collect::<String>()
+            )
+            .into_bytes(),
+            b"data=%3Cr%3E%3Cq%3Ealice%3C%21----%3E%3C%2Fq%3E%3C%2Fr%3E".to_vec(),
+        ),
+        (
             "no Content-Type (Rack reads a form)",
             String::new(),
             format!("q={sqli}&pad={pad}").into_bytes(),

@@ -30,6 +30,31 @@ pub(super) fn json_cookie_items<'a>(
     });
 }
 
+/// The text of XML carried in a value called `name` whose comments or CDATA sections split it
+/// (`data=<r><q>' UNI<!---->ON SEL<!---->ECT …</q></r>`, which an application hands to an XML
+/// parser): each element's text joined as DOM and ElementTree parsers give it, and attribute
+/// values, as values of `name`.
+fn embedded_xml_items<'a>(
+    name: Cow<'a, str>,
+    xml: &str,
+    values: TargetKind,
+    limits: &ParseLimits,
+    out: &mut Vec<Item<'a>>,
+) {
+    let mut items = Vec::new();
+    let _ = xml_items(xml, limits, &mut items);
+    out.extend(
+        items
+            .into_iter()
+            .filter(|item| item.kind == TargetKind::Xml)
+            .map(|item| Item {
+                kind: values,
+                name: name.clone(),
+                value: Cow::Owned(item.value.into_owned()),
+            }),
+    );
+}
+
 /// The items of JSON carried in a value called `name` (`?filter={"name":"x"}`, which APIs hand
 /// to `JSON.parse`, a cookie-parser JSON cookie): its strings and numbers are values of `name`,
 /// with their escapes decoded as the application will see them; its keys are names (where NoSQL
@@ -97,6 +122,9 @@ pub fn form_items<'a>(
         }
         if value.trim_start().starts_with(['{', '[']) {
             embedded_json_items(name.clone(), &value, (values, names), limits, out);
+        }
+        if value.trim_start().starts_with('<') && value.contains("<!") {
+            embedded_xml_items(name.clone(), &value, values, limits, out);
         }
         out.push(Item {
             kind: names,
@@ -228,5 +256,34 @@ mod tests {
         ] {
             assert!(l.contains(&want.to_string()), "{want} missing from {l:?}");
         }
+    }
+
+    #[test]
+    fn xml_split_by_comments_in_a_value_is_read_as_xml() {
+        let xml = "<r><q>' UNI<!---->ON SEL<!---->ECT password FROM users--</q>\
+                   <x><![CDATA[<im]]><![CDATA[g src=x one]]><![CDATA[rror=aler]]><![CDATA[t(1)>]]></x></r>";
+        let encoded: String = xml.bytes().map(|b| format!("%{b:02X}")).collect();
+        let body = format!("data={encoded}&note=%3Cb%3Ehi%3C%2Fb%3E");
+        let mut out = Vec::new();
+        form_items(
+            &body,
+            TargetKind::BodyArgs,
+            TargetKind::BodyArgsNames,
+            &ParseLimits::default(),
+            &mut out,
+        )
+        .unwrap();
+        let l = labels(&out);
+        for want in [
+            "body_args:data=' UNION SELECT password FROM users--",
+            "body_args:data=<img src=x onerror=alert(1)>",
+        ] {
+            assert!(l.contains(&want.to_string()), "{want} missing from {l:?}");
+        }
+        // Markup without comments or CDATA is read as it is, once.
+        assert_eq!(
+            l.iter().filter(|i| i.starts_with("body_args:note")).count(),
+            1
+        );
     }
 }
