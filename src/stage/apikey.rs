@@ -9,7 +9,7 @@ use std::time::SystemTime;
 use async_trait::async_trait;
 use pingora::proxy::Session;
 
-use super::waf::{read_body, BodyRead};
+use super::waf::{body_headers, read_body, BodyRead};
 use super::{Stage, Verdict};
 use crate::auth::ApiKeys;
 use crate::problem::{AuthFailure, Refusal};
@@ -182,18 +182,7 @@ pub(super) fn body_named_methods(session: &Session, ctx: &mut RequestCtx) -> Vec
     let (Some(raw), Some(route)) = (&ctx.held_body, &ctx.route) else {
         return Vec::new();
     };
-    let req = session.req_header();
-    let header = |name| {
-        let values: Vec<_> = req
-            .headers
-            .get_all(name)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()))
-            .collect();
-        (!values.is_empty()).then(|| values.join(","))
-    };
-    let content_type = header(http::header::CONTENT_TYPE);
-    let encoding = header(http::header::CONTENT_ENCODING);
+    let (content_type, encoding) = body_headers(&session.req_header().headers);
     // A coding that does not decode is read as sent, as Rack (which decodes none) reads it.
     let decoded = decode_body(encoding.as_deref(), raw, route.waf.body_limit)
         .unwrap_or(std::borrow::Cow::Borrowed(raw));

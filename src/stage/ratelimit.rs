@@ -19,12 +19,18 @@ use crate::ratelimit::{KeyInputs, Policy, PolicyMode, PolicyState, RateLimits};
 /// Enforces the rate-limit policies of a config.
 pub struct RateLimitStage {
     limits: Arc<RateLimits>,
+    /// Whether some policy's scope names methods (so that overrides matter).
+    by_method: bool,
 }
 
 impl RateLimitStage {
     /// A stage for `limits`.
     pub fn new(limits: Arc<RateLimits>) -> RateLimitStage {
-        RateLimitStage { limits }
+        let by_method = limits
+            .policies
+            .iter()
+            .any(|p| !p.spec.scope.methods.is_empty());
+        RateLimitStage { limits, by_method }
     }
 }
 
@@ -63,14 +69,6 @@ impl RateLimitStage {
             })
             .collect()
     }
-
-    /// Whether some policy's scope names methods.
-    fn by_method(&self) -> bool {
-        self.limits
-            .policies
-            .iter()
-            .any(|p| !p.spec.scope.methods.is_empty())
-    }
 }
 
 #[async_trait]
@@ -82,7 +80,7 @@ impl Stage for RateLimitStage {
     async fn on_request(&self, session: &mut Session, ctx: &mut RequestCtx) -> Verdict {
         let req = session.req_header();
         // A policy that names methods also counts a request that names one as an override.
-        let methods = if self.by_method() {
+        let methods = if self.by_method {
             crate::method::request_methods(&req.method, &req.headers, ctx.raw_query.as_deref())
         } else {
             vec![req.method.clone()]
@@ -119,7 +117,7 @@ impl Stage for BodyMethodLimitStage {
         let stage = &self.limits;
         if session.req_header().method != http::Method::POST
             || ctx.held_body.is_none()
-            || !stage.by_method()
+            || !stage.by_method
         {
             return Verdict::Continue;
         }

@@ -150,6 +150,21 @@ pub(super) async fn read_body(session: &mut Session, limit: usize) -> BodyRead {
     }
 }
 
+/// The `Content-Type` (the first; differing ones were refused with the head) and the
+/// `Content-Encoding` (every field, joined) of a request, read lossily.
+pub(super) fn body_headers(headers: &http::HeaderMap) -> (Option<Cow<'_, str>>, Option<String>) {
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()));
+    let encodings: Vec<Cow<'_, str>> = headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()))
+        .collect();
+    let encoding = (!encodings.is_empty()).then(|| encodings.join(","));
+    (content_type, encoding)
+}
+
 impl WafStage {
     /// Inspects a body read whole: decoded first when it declares a `Content-Encoding`, then
     /// parsed by its content type. Sets `outcome.body` and the score; `Err` is the answer when
@@ -170,12 +185,7 @@ impl WafStage {
         // Header values that are not ASCII are read lossily, never skipped: a byte such as
         // `\xe9` in a parameter must not make the WAF see no content type (or no coding) where
         // the backend, which reads the rest of the value, sees one.
-        let encodings: Vec<Cow<'_, str>> = headers
-            .get_all(http::header::CONTENT_ENCODING)
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()))
-            .collect();
-        let encoding = (!encodings.is_empty()).then(|| encodings.join(","));
+        let (content_type, encoding) = body_headers(headers);
         let pass = policy.on_body_limit == OnBodyLimit::Pass;
         let (decoded, undecodable) = match decode_body(encoding.as_deref(), raw, policy.body_limit)
         {
@@ -190,9 +200,6 @@ impl WafStage {
             }
             Err(CodingError::Unsupported | CodingError::Corrupt) => (Cow::Borrowed(raw), true),
         };
-        let content_type = headers
-            .get(http::header::CONTENT_TYPE)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()));
         let body = body_text(content_type.as_deref(), &decoded);
         let parsed = self.waf.inspect_body(
             session.req_header().method.as_str(),
